@@ -1,0 +1,2 @@
+//! Decoding Kubernetes protobuf request bodies (`application/vnd.kubernetes.protobuf`) into JSON objects.
+//! (Stub: being implemented.)

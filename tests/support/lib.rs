@@ -1,0 +1,1 @@
+//! Test support: starting berth and fetching kubectl. (Being implemented.)
