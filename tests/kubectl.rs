@@ -1,1 +1,3 @@
 //! kubectl end-to-end tests. (Being implemented.)
+
+mod support;

@@ -8,10 +8,10 @@
 pub mod defaults;
 pub mod fields;
 pub mod meta;
-pub mod patch;
-pub mod protobuf;
+
+
 pub mod resources;
-pub mod selector;
+
 pub mod status;
 pub mod table;
 pub mod validation;
