@@ -9,7 +9,6 @@ pub mod defaults;
 pub mod fields;
 pub mod meta;
 
-
 pub mod resources;
 
 pub mod status;

@@ -54,12 +54,26 @@ pub struct ResourceInfo {
 }
 
 /// The eight verbs of an ordinary resource.
-pub const FULL_VERBS: &[&str] =
-    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const FULL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
 
 const fn status(kind: &'static str) -> Subresource {
-    Subresource { name: "status", group: None, version: None, kind, verbs: STATUS_VERBS }
+    Subresource {
+        name: "status",
+        group: None,
+        version: None,
+        kind,
+        verbs: STATUS_VERBS,
+    }
 }
 const fn scale() -> Subresource {
     Subresource {
@@ -85,7 +99,13 @@ pub static RESOURCES: &[ResourceInfo] = &[
         verbs: &["create", "delete", "get", "list", "patch", "update", "watch"],
         subresources: &[
             status("Namespace"),
-            Subresource { name: "finalize", group: None, version: None, kind: "Namespace", verbs: &["update"] },
+            Subresource {
+                name: "finalize",
+                group: None,
+                version: None,
+                kind: "Namespace",
+                verbs: &["update"],
+            },
         ],
         has_status: true,
     },
@@ -101,8 +121,20 @@ pub static RESOURCES: &[ResourceInfo] = &[
         verbs: FULL_VERBS,
         subresources: &[
             status("Pod"),
-            Subresource { name: "binding", group: None, version: None, kind: "Binding", verbs: &["create"] },
-            Subresource { name: "log", group: None, version: None, kind: "Pod", verbs: &["get"] },
+            Subresource {
+                name: "binding",
+                group: None,
+                version: None,
+                kind: "Binding",
+                verbs: &["create"],
+            },
+            Subresource {
+                name: "log",
+                group: None,
+                version: None,
+                kind: "Pod",
+                verbs: &["get"],
+            },
         ],
         has_status: true,
     },
@@ -293,12 +325,16 @@ impl ResourceInfo {
 
 /// Looks a resource up by group, version and plural name, as found in a URL.
 pub fn by_plural(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// Looks a resource up by its `apiVersion` and `kind`, as found in an object.
 pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES.iter().find(|r| r.kind == kind && r.api_version() == api_version)
+    RESOURCES
+        .iter()
+        .find(|r| r.kind == kind && r.api_version() == api_version)
 }
 
 /// The group versions served, in discovery order, with the core `v1` first.

@@ -84,8 +84,12 @@ impl ApiError {
 
     /// 404 `pods "x" not found`.
     pub fn not_found(resource: &ResourceInfo, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{}\" not found", resource.qualified(), name))
-            .with_resource(resource, name)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{}\" not found", resource.qualified(), name),
+        )
+        .with_resource(resource, name)
     }
 
     /// 404 `namespaces "x" not found`, for a create into a missing namespace.
@@ -99,13 +103,21 @@ impl ApiError {
 
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
     }
 
     /// 409 AlreadyExists.
     pub fn already_exists(resource: &ResourceInfo, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{}\" already exists", resource.qualified(), name))
-            .with_resource(resource, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{}\" already exists", resource.qualified(), name),
+        )
+        .with_resource(resource, name)
     }
 
     /// 409 Conflict on a stale resourceVersion.
@@ -122,15 +134,24 @@ impl ApiError {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{}\": {}", resource.qualified(), name, why),
+            format!(
+                "Operation cannot be fulfilled on {} \"{}\": {}",
+                resource.qualified(),
+                name,
+                why
+            ),
         )
         .with_resource(resource, name)
     }
 
     /// 403 Forbidden, e.g. creating in a terminating namespace.
     pub fn forbidden(resource: &ResourceInfo, name: &str, why: &str) -> Self {
-        Self::new(403, "Forbidden", format!("{} \"{}\" is forbidden: {}", resource.qualified(), name, why))
-            .with_resource(resource, name)
+        Self::new(
+            403,
+            "Forbidden",
+            format!("{} \"{}\" is forbidden: {}", resource.qualified(), name, why),
+        )
+        .with_resource(resource, name)
     }
 
     /// 410 Expired, for a resourceVersion older than the retained history.
@@ -140,7 +161,11 @@ impl ApiError {
 
     /// 413 RequestEntityTooLarge.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {limit}"),
+        )
     }
 
     /// 415 UnsupportedMediaType for a PATCH with an unknown content type.
@@ -171,9 +196,19 @@ impl ApiError {
     pub fn invalid(resource: &ResourceInfo, name: &str, causes: Vec<Cause>) -> Self {
         let list: Vec<String> = causes
             .iter()
-            .map(|c| if c.field.is_empty() { c.message.clone() } else { format!("{}: {}", c.field, c.message) })
+            .map(|c| {
+                if c.field.is_empty() {
+                    c.message.clone()
+                } else {
+                    format!("{}: {}", c.field, c.message)
+                }
+            })
             .collect();
-        let joined = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
+        let joined = if list.len() == 1 {
+            list[0].clone()
+        } else {
+            format!("[{}]", list.join(", "))
+        };
         let mut e = Self::new(
             422,
             "Invalid",
