@@ -1,0 +1,284 @@
+//! The single writer: group commit of queued write requests, one durable flush per batch.
+//!
+//! Every write goes through one dedicated thread, which makes revision assignment and precondition checks trivially
+//! serial. Throughput comes from batching, not parallelism: the writer takes the first queued request, drains
+//! whatever else is already waiting (up to `max_batch`), checks each request against the committed state plus the
+//! batch's own earlier changes, gives the survivors consecutive revisions, and persists the whole batch in one
+//! atomic, durable step. Only then does it publish the batch to readers (mirror, history, live watchers) and answer
+//! the callers. So a caller is answered `Ok` only once its write is on disk, readers never see an undurable write,
+//! and a failed precondition consumes no revision. Under load the batches grow by themselves: while one flush is
+//! in progress the next batch queues up.
+//!
+//! This file deliberately does not serve reads or watches, and knows nothing about how a backend stores a batch.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::engine::{Shared, State, StoreConfig};
+use crate::persist::{Commit, Persistence};
+use crate::{Event, EventKind, KeyValue, Revision, StoreError};
+
+/// A write as requested by a caller, before the writer has judged it.
+pub(crate) enum WriteOp {
+    Create { key: String, value: Bytes },
+    Update { key: String, value: Bytes, expected: Option<Revision> },
+    Delete { key: String, expected: Option<Revision> },
+}
+
+impl WriteOp {
+    fn key(&self) -> &str {
+        match self {
+            WriteOp::Create { key, .. } | WriteOp::Update { key, .. } | WriteOp::Delete { key, .. } => key,
+        }
+    }
+}
+
+/// One queued request with the channel its answer goes back on.
+pub(crate) enum Request {
+    Write { op: WriteOp, reply: oneshot::Sender<Result<KeyValue, StoreError>> },
+    Compact { revision: Revision, reply: oneshot::Sender<Result<(), StoreError>> },
+}
+
+/// The writer thread's state.
+pub(crate) struct Writer<P> {
+    persistence: P,
+    shared: Arc<Shared>,
+    queue: mpsc::Receiver<Request>,
+    events: broadcast::Sender<Arc<[Event]>>,
+    max_batch: usize,
+    history_limit: u64,
+    /// Set once a commit has failed. After that we no longer know what is on disk (a failed flush may or may not
+    /// have persisted the batch), so accepting more writes could acknowledge revisions that clash with persisted
+    /// ones; every later write is refused instead, as databases do after a failed fsync.
+    failure: Option<String>,
+}
+
+impl<P: Persistence> Writer<P> {
+    pub(crate) fn new(
+        persistence: P,
+        shared: Arc<Shared>,
+        queue: mpsc::Receiver<Request>,
+        events: broadcast::Sender<Arc<[Event]>>,
+        config: &StoreConfig,
+    ) -> Self {
+        Writer {
+            persistence,
+            shared,
+            queue,
+            events,
+            max_batch: config.max_batch.max(1),
+            history_limit: config.history_limit,
+            failure: None,
+        }
+    }
+
+    /// Commits batches until every store handle is gone and the queue is drained.
+    pub(crate) fn run(mut self) {
+        let mut batch = Vec::with_capacity(self.max_batch);
+        while let Some(first) = self.queue.blocking_recv() {
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match self.queue.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch.drain(..));
+        }
+    }
+
+    fn commit_batch(&mut self, batch: impl Iterator<Item = Request>) {
+        if let Some(reason) = &self.failure {
+            for request in batch {
+                refuse(request, reason);
+            }
+            return;
+        }
+        let staged = stage(&self.shared.read(), batch, self.history_limit);
+        let events: Arc<[Event]> = staged.events.into();
+        if !events.is_empty() || staged.compacted != staged.previous_compacted {
+            let commit = Commit {
+                events: &events,
+                revision: staged.revision,
+                compacted: staged.compacted,
+                previous_compacted: staged.previous_compacted,
+            };
+            if let Err(err) = self.persistence.commit(&commit) {
+                tracing::error!(error = %err, "store commit failed; refusing all further writes");
+                let reason = err.to_string();
+                for answer in staged.answers {
+                    answer.fail(&reason);
+                }
+                self.failure = Some(reason);
+                return;
+            }
+            self.publish(&events, staged.revision, staged.compacted);
+        }
+        for answer in staged.answers {
+            answer.send(&events);
+        }
+    }
+
+    /// Makes a durable batch visible: mirror and history under one short write lock, then the live feed.
+    fn publish(&self, events: &Arc<[Event]>, revision: Revision, compacted: Revision) {
+        {
+            let mut state = self.shared.write();
+            for event in events.iter() {
+                match event.kind {
+                    EventKind::Put => state.kv.insert(event.kv.key.clone(), event.kv.clone()),
+                    EventKind::Delete => state.kv.remove(&event.kv.key),
+                };
+            }
+            state.history.extend(events.iter().cloned());
+            while state.history.front().is_some_and(|event| event.revision() <= compacted) {
+                state.history.pop_front();
+            }
+            state.revision = revision;
+            state.compacted = compacted;
+        }
+        if !events.is_empty() {
+            self.shared.batches.fetch_add(1, Ordering::Relaxed);
+            self.shared.writes.fetch_add(events.len() as u64, Ordering::Relaxed);
+            // No receivers is fine: nobody is watching.
+            let _ = self.events.send(events.clone());
+        }
+    }
+}
+
+/// A batch after judging: the events to commit and what to answer each caller.
+struct Staged {
+    events: Vec<Event>,
+    answers: Vec<Answer>,
+    revision: Revision,
+    compacted: Revision,
+    previous_compacted: Revision,
+}
+
+/// The answer owed to one caller once the batch's fate is known.
+enum Answer {
+    /// `Ok(i)`: the write became `events[i]`.
+    Write { reply: oneshot::Sender<Result<KeyValue, StoreError>>, outcome: Result<usize, StoreError> },
+    Compact { reply: oneshot::Sender<Result<(), StoreError>>, outcome: Result<(), StoreError> },
+}
+
+impl Answer {
+    /// Answers after a successful commit. A caller that stopped waiting (dropped its future) is ignored: its write
+    /// still happened, as with any database whose client disconnects after sending a commit.
+    fn send(self, events: &[Event]) {
+        match self {
+            Answer::Write { reply, outcome } => {
+                let _ = reply.send(outcome.map(|index| events[index].kv.clone()));
+            }
+            Answer::Compact { reply, outcome } => {
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    /// Answers after a failed commit: requests that would have succeeded get the commit's error; those that
+    /// failed their own checks keep their more precise error.
+    fn fail(self, reason: &str) {
+        let error = || commit_failed("committing a batch", reason);
+        match self {
+            Answer::Write { reply, outcome } => {
+                let _ = reply.send(outcome.and(Err(error())));
+            }
+            Answer::Compact { reply, outcome } => {
+                let _ = reply.send(outcome.and(Err(error())));
+            }
+        }
+    }
+}
+
+fn commit_failed(operation: &'static str, reason: &str) -> StoreError {
+    StoreError::Io { operation, source: std::io::Error::other(reason.to_string()) }
+}
+
+fn refuse(request: Request, reason: &str) {
+    let error = commit_failed("writing after an earlier commit failed", reason);
+    match request {
+        Request::Write { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+        Request::Compact { reply, .. } => {
+            let _ = reply.send(Err(error));
+        }
+    }
+}
+
+/// Judges a batch in order against the committed `state` plus the batch's own earlier writes, assigning
+/// consecutive revisions to the writes that pass.
+fn stage(state: &State, batch: impl Iterator<Item = Request>, history_limit: u64) -> Staged {
+    // What this batch has written so far: `None` marks a key it deleted.
+    let mut overlay: HashMap<String, Option<KeyValue>> = HashMap::new();
+    let mut events = Vec::new();
+    let mut answers = Vec::new();
+    let mut revision = state.revision;
+    let mut compacted = state.compacted;
+    for request in batch {
+        match request {
+            Request::Write { op, reply } => {
+                let current = match overlay.get(op.key()) {
+                    Some(staged) => staged.clone(),
+                    None => state.kv.get(op.key()).cloned(),
+                };
+                let next = Revision(revision.0 + 1);
+                let outcome = judge(op, current, next).map(|event| {
+                    revision = next;
+                    let after = (event.kind == EventKind::Put).then(|| event.kv.clone());
+                    overlay.insert(event.kv.key.clone(), after);
+                    events.push(event);
+                    events.len() - 1
+                });
+                answers.push(Answer::Write { reply, outcome });
+            }
+            Request::Compact { revision: target, reply } => {
+                let outcome = if target > revision {
+                    Err(StoreError::FutureRevision { requested: target, current: revision })
+                } else {
+                    compacted = compacted.max(target);
+                    Ok(())
+                };
+                answers.push(Answer::Compact { reply, outcome });
+            }
+        }
+    }
+    // Retention: keep at most `history_limit` events, compacting the oldest automatically.
+    if revision.0 - compacted.0 > history_limit {
+        compacted = Revision(revision.0 - history_limit);
+    }
+    Staged { events, answers, revision, compacted, previous_compacted: state.compacted }
+}
+
+/// Checks one write's preconditions against the key's `current` value and builds its event at `revision`.
+fn judge(op: WriteOp, current: Option<KeyValue>, revision: Revision) -> Result<Event, StoreError> {
+    let check_expected = |key: &str, current: &KeyValue, expected: Option<Revision>| match expected {
+        Some(expected) if expected != current.mod_revision => {
+            Err(StoreError::Conflict { key: key.to_string(), expected, actual: current.mod_revision })
+        }
+        _ => Ok(()),
+    };
+    match (op, current) {
+        (WriteOp::Create { key, .. }, Some(_)) => Err(StoreError::AlreadyExists { key }),
+        (WriteOp::Create { key, value }, None) => Ok(Event {
+            kind: EventKind::Put,
+            kv: KeyValue { key, value, create_revision: revision, mod_revision: revision },
+            prev: None,
+        }),
+        (WriteOp::Update { key, .. } | WriteOp::Delete { key, .. }, None) => Err(StoreError::NotFound { key }),
+        (WriteOp::Update { key, value, expected }, Some(current)) => {
+            check_expected(&key, &current, expected)?;
+            let kv = KeyValue { key, value, create_revision: current.create_revision, mod_revision: revision };
+            Ok(Event { kind: EventKind::Put, kv, prev: Some(current) })
+        }
+        (WriteOp::Delete { key, expected }, Some(current)) => {
+            check_expected(&key, &current, expected)?;
+            let kv = KeyValue { mod_revision: revision, ..current.clone() };
+            Ok(Event { kind: EventKind::Delete, kv, prev: Some(current) })
+        }
+    }
+}
