@@ -1,0 +1,181 @@
+//! Hostile and malformed requests, sent raw over HTTPS with curl (no client library to tidy them up): each must
+//! get the right HTTP status with a `Status` body, store nothing, and leave the server serving.
+//!
+//! It does not test well-formed requests; the kubectl and Python tests do that.
+
+mod support;
+
+use serde_json::Value;
+use support::Server;
+
+const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
+
+/// Asserts `(code, body)` is an error `Status` with HTTP status `code`, and returns it.
+fn status(expected: u16, (code, body): (u16, String)) -> Value {
+    assert_eq!(code, expected, "HTTP status; body: {body}");
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {body}"));
+    assert_eq!(v["kind"], "Status", "{v}");
+    assert_eq!(v["apiVersion"], "v1", "{v}");
+    assert_eq!(v["status"], "Failure", "{v}");
+    assert_eq!(v["code"], expected, "{v}");
+    v
+}
+
+/// Asserts no configmap is stored in `default` and that the server still answers.
+fn nothing_stored(s: &Server) {
+    let list: Value = serde_json::from_str(&s.kubectl_ok(&["get", "--raw", CONFIGMAPS])).expect("list is JSON");
+    assert_eq!(list["items"], serde_json::json!([]), "nothing should have been stored");
+}
+
+fn configmap(name: &str, value: &str) -> Vec<u8> {
+    serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": value}})
+        .to_string()
+        .into_bytes()
+}
+
+#[test]
+fn a_request_without_a_valid_token_is_unauthorized() {
+    let s = Server::start();
+    let body = configmap("anon", "x");
+    let v = status(401, s.curl("POST", CONFIGMAPS, None, "application/json", &body));
+    assert_eq!(v["reason"], "Unauthorized");
+    let v = status(
+        401,
+        s.curl("POST", CONFIGMAPS, Some("not-the-token"), "application/json", &body),
+    );
+    assert_eq!(v["reason"], "Unauthorized");
+    status(401, s.curl("GET", CONFIGMAPS, None, "application/json", b""));
+    nothing_stored(&s);
+}
+
+#[test]
+fn a_body_over_3_mib_is_too_large() {
+    let s = Server::start();
+    let token = s.credentials().token;
+    let body = configmap("huge", &"x".repeat(4 << 20));
+    let v = status(413, s.curl("POST", CONFIGMAPS, Some(&token), "application/json", &body));
+    assert_eq!(v["reason"], "RequestEntityTooLarge", "{v}");
+    nothing_stored(&s);
+}
+
+#[test]
+fn malformed_json_is_a_bad_request() {
+    let s = Server::start();
+    let token = s.credentials().token;
+    for body in [
+        &b"{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", "[..],
+        b"not json at all",
+        b"[1,2,3]",
+    ] {
+        let v = status(400, s.curl("POST", CONFIGMAPS, Some(&token), "application/json", body));
+        assert_eq!(v["reason"], "BadRequest", "{v}");
+    }
+    nothing_stored(&s);
+}
+
+#[test]
+fn deeply_nested_json_is_rejected_and_the_server_keeps_serving() {
+    let s = Server::start();
+    let token = s.credentials().token;
+    let depth = 10_000;
+    let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let body = format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"deep","annotations":{{"a":{nested}}}}}}}"#
+    );
+    let (code, resp) = s.curl("POST", CONFIGMAPS, Some(&token), "application/json", body.as_bytes());
+    assert!(code == 400 || code == 422, "expected 400 or 422, got {code}: {resp}");
+    status(code, (code, resp));
+    assert_eq!(s.kubectl_ok(&["get", "--raw", "/readyz"]).trim(), "ok");
+    nothing_stored(&s);
+}
+
+#[test]
+fn an_unknown_resource_path_is_not_found() {
+    let s = Server::start();
+    let token = s.credentials().token;
+    for path in [
+        "/api/v1/namespaces/default/widgets",
+        "/apis/nope.example.com/v1/things",
+        "/api/v9/pods",
+        "/nonsense",
+    ] {
+        let v = status(404, s.curl("GET", path, Some(&token), "application/json", b""));
+        assert_eq!(v["reason"], "NotFound", "{path}: {v}");
+    }
+    let v = status(
+        404,
+        s.curl(
+            "POST",
+            "/api/v1/namespaces/default/widgets",
+            Some(&token),
+            "application/json",
+            b"{}",
+        ),
+    );
+    assert_eq!(v["reason"], "NotFound");
+    nothing_stored(&s);
+}
+
+#[test]
+fn a_patch_with_an_unsupported_content_type_is_415() {
+    let s = Server::start();
+    let token = s.credentials().token;
+    s.kubectl_ok(&["create", "configmap", "target", "--from-literal=k=v"]);
+    let path = format!("{CONFIGMAPS}/target");
+    let v = status(
+        415,
+        s.curl(
+            "PATCH",
+            &path,
+            Some(&token),
+            "text/plain",
+            br#"{"data":{"k":"changed"}}"#,
+        ),
+    );
+    assert_eq!(v["reason"], "UnsupportedMediaType", "{v}");
+    assert_eq!(s.kubectl_ok(&["get", "cm", "target", "-o", "jsonpath={.data.k}"]), "v");
+}
+
+#[test]
+fn a_garbage_protobuf_body_is_a_bad_request() {
+    let s = Server::start();
+    let token = s.credentials().token;
+    let proto = "application/vnd.kubernetes.protobuf";
+    // With the "k8s\0" magic but a nonsense envelope, and without the magic at all.
+    let with_magic: Vec<u8> = b"k8s\0"
+        .iter()
+        .copied()
+        .chain([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01])
+        .collect();
+    for body in [with_magic.as_slice(), b"\x00\x01\x02garbage"] {
+        let v = status(400, s.curl("POST", CONFIGMAPS, Some(&token), proto, body));
+        assert_eq!(v["reason"], "BadRequest", "{v}");
+    }
+    nothing_stored(&s);
+}
+
+#[test]
+fn an_invalid_label_selector_is_a_bad_request() {
+    let s = Server::start();
+    let token = s.credentials().token;
+    let v = status(
+        400,
+        s.curl(
+            "GET",
+            &format!("{CONFIGMAPS}?labelSelector=app%20in%20in"),
+            Some(&token),
+            "",
+            b"",
+        ),
+    );
+    assert_eq!(v["reason"], "BadRequest");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unable to parse requirement"),
+        "{v}"
+    );
+    let err = s.kubectl_err(&["get", "cm", "-l", "a b c"]);
+    assert!(err.contains("unable to parse requirement"), "{err}");
+}
