@@ -21,10 +21,20 @@ fn status(expected: u16, (code, body): (u16, String)) -> Value {
     v
 }
 
-/// Asserts no configmap is stored in `default` and that the server still answers.
-fn nothing_stored(s: &Server) {
+/// Asserts none of `names` is stored as a configmap in `default` (and so that the server still answers).
+fn nothing_stored(s: &Server, names: &[&str]) {
     let list: Value = serde_json::from_str(&s.kubectl_ok(&["get", "--raw", CONFIGMAPS])).expect("list is JSON");
-    assert_eq!(list["items"], serde_json::json!([]), "nothing should have been stored");
+    for item in list["items"].as_array().expect("items") {
+        let name = item["metadata"]["name"].as_str().unwrap_or_default();
+        assert!(!names.contains(&name), "{name} should not have been stored");
+    }
+}
+
+/// The names of the configmaps in `default`.
+fn configmap_names(s: &Server) -> Vec<String> {
+    let list: Value = serde_json::from_str(&s.kubectl_ok(&["get", "--raw", CONFIGMAPS])).expect("list is JSON");
+    let items = list["items"].as_array().expect("items").iter();
+    items.map(|i| i["metadata"]["name"].as_str().unwrap_or_default().to_string()).collect()
 }
 
 fn configmap(name: &str, value: &str) -> Vec<u8> {
@@ -45,7 +55,7 @@ fn a_request_without_a_valid_token_is_unauthorized() {
     );
     assert_eq!(v["reason"], "Unauthorized");
     status(401, s.curl("GET", CONFIGMAPS, None, "application/json", b""));
-    nothing_stored(&s);
+    nothing_stored(&s, &["anon"]);
 }
 
 #[test]
@@ -55,13 +65,14 @@ fn a_body_over_3_mib_is_too_large() {
     let body = configmap("huge", &"x".repeat(4 << 20));
     let v = status(413, s.curl("POST", CONFIGMAPS, Some(&token), "application/json", &body));
     assert_eq!(v["reason"], "RequestEntityTooLarge", "{v}");
-    nothing_stored(&s);
+    nothing_stored(&s, &["huge"]);
 }
 
 #[test]
 fn malformed_json_is_a_bad_request() {
     let s = Server::start();
     let token = s.credentials().token;
+    let before = configmap_names(&s);
     for body in [
         &b"{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", "[..],
         b"not json at all",
@@ -70,7 +81,7 @@ fn malformed_json_is_a_bad_request() {
         let v = status(400, s.curl("POST", CONFIGMAPS, Some(&token), "application/json", body));
         assert_eq!(v["reason"], "BadRequest", "{v}");
     }
-    nothing_stored(&s);
+    assert_eq!(configmap_names(&s), before, "nothing should have been stored");
 }
 
 #[test]
@@ -86,7 +97,7 @@ fn deeply_nested_json_is_rejected_and_the_server_keeps_serving() {
     assert!(code == 400 || code == 422, "expected 400 or 422, got {code}: {resp}");
     status(code, (code, resp));
     assert_eq!(s.kubectl_ok(&["get", "--raw", "/readyz"]).trim(), "ok");
-    nothing_stored(&s);
+    nothing_stored(&s, &["deep"]);
 }
 
 #[test]
@@ -113,7 +124,6 @@ fn an_unknown_resource_path_is_not_found() {
         ),
     );
     assert_eq!(v["reason"], "NotFound");
-    nothing_stored(&s);
 }
 
 #[test]
@@ -140,6 +150,7 @@ fn a_patch_with_an_unsupported_content_type_is_415() {
 fn a_garbage_protobuf_body_is_a_bad_request() {
     let s = Server::start();
     let token = s.credentials().token;
+    let before = configmap_names(&s);
     let proto = "application/vnd.kubernetes.protobuf";
     // With the "k8s\0" magic but a nonsense envelope, and without the magic at all.
     let with_magic: Vec<u8> = b"k8s\0"
@@ -151,7 +162,7 @@ fn a_garbage_protobuf_body_is_a_bad_request() {
         let v = status(400, s.curl("POST", CONFIGMAPS, Some(&token), proto, body));
         assert_eq!(v["reason"], "BadRequest", "{v}");
     }
-    nothing_stored(&s);
+    assert_eq!(configmap_names(&s), before, "nothing should have been stored");
 }
 
 #[test]

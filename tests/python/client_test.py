@@ -184,7 +184,8 @@ def check_delete(core, apps):
     core.delete_namespaced_service("web", NS)
     assert core.list_namespaced_service(NS).items == []
     core.delete_namespaced_config_map("cm-c", NS)
-    assert sorted(i.metadata.name for i in core.list_namespaced_config_map(NS).items) == ["cm-a", "cm-b"]
+    left = sorted(i.metadata.name for i in core.list_namespaced_config_map(NS, label_selector="tier").items)
+    assert left == ["cm-a", "cm-b"], left
 
 
 CHECKS = [
