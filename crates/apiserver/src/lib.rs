@@ -1,1 +1,83 @@
-//! The Kubernetes-compatible API server. (Being implemented.)
+//! berth's Kubernetes-compatible API server: discovery, OpenAPI, CRUD, PATCH, watch and Table output for every
+//! kind in `berth_api::resources`, over any `berth_store::Store`, behind HTTPS with bearer-token
+//! authentication. It owns all access to the store; controllers and agents go through its HTTP API.
+//!
+//! Request flow: `server` accepts TLS connections → `auth` checks the token → the router sends fixed paths to
+//! `discovery`/`openapi` and everything else to `handlers::resource`, which resolves a `target::Target` and
+//! calls the `registry` (object lifecycle) or `watch`. Errors are `error::Error`, rendered as `Status`.
+
+pub mod allocator;
+pub mod auth;
+pub mod body;
+pub mod discovery;
+pub mod error;
+pub mod handlers;
+pub mod lifecycle;
+pub mod openapi;
+pub mod pki;
+pub mod query;
+pub mod registry;
+pub mod render;
+pub mod scale;
+pub mod server;
+pub mod strategy;
+pub mod target;
+pub mod watch;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use berth_store::Store;
+use tokio::sync::watch as signal;
+
+pub use server::{run, Config};
+
+/// Shared state of every request handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// Object access.
+    pub registry: registry::Registry,
+    /// Service address allocation.
+    pub allocator: allocator::Allocator,
+    /// Flips to `true` when the server begins shutting down; watches end on it.
+    pub shutdown: signal::Receiver<bool>,
+    /// `host:port` clients should use (reported in `/api` discovery).
+    pub advertise: String,
+}
+
+impl AppState {
+    /// State over `store`, allocating service IPs from `service_cidr`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        service_cidr: &str,
+        advertise: String,
+        shutdown: signal::Receiver<bool>,
+    ) -> anyhow::Result<AppState> {
+        let allocator = allocator::Allocator::new(store.clone(), service_cidr)?;
+        Ok(AppState { registry: registry::Registry::new(store, allocator.clone()), allocator, shutdown, advertise })
+    }
+}
+
+async fn ok() -> &'static str {
+    "ok"
+}
+
+/// The API router without authentication (the loopback development listener and handler tests use it).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(ok))
+        .route("/livez", get(ok))
+        .route("/readyz", get(ok))
+        .route("/version", get(discovery::version))
+        .route("/api", get(discovery::core_versions))
+        .route("/api/v1", get(discovery::core_resources))
+        .route("/apis", get(discovery::groups))
+        .route("/apis/{group}", get(discovery::group))
+        .route("/apis/{group}/{version}", get(discovery::group_resources))
+        .route("/openapi/v3", get(openapi::v3_index))
+        .route("/openapi/v3/api/{version}", get(openapi::v3_core))
+        .route("/openapi/v3/apis/{group}/{version}", get(openapi::v3_group))
+        .fallback(handlers::resource)
+        .with_state(state)
+}

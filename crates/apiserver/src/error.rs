@@ -1,0 +1,71 @@
+//! The API server's one error type. Every failure a handler can meet becomes a Kubernetes `Status` response with
+//! upstream's code, reason and message; internal errors are logged once here and answered with a generic message.
+
+use axum::response::{IntoResponse, Response};
+use berth_api::ApiError;
+use berth_machinery::patch::PatchError;
+use berth_machinery::selector::SelectorError;
+use berth_store::StoreError;
+use http::StatusCode;
+
+/// A handler failure, rendered as a `Status` body.
+#[derive(Debug)]
+pub struct Error(pub ApiError);
+
+/// The result type of handlers.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<ApiError> for Error {
+    fn from(e: ApiError) -> Self {
+        Error(e)
+    }
+}
+
+impl From<SelectorError> for Error {
+    fn from(e: SelectorError) -> Self {
+        Error(ApiError::bad_request(e.to_string()))
+    }
+}
+
+impl From<PatchError> for Error {
+    fn from(e: PatchError) -> Self {
+        let mut err = ApiError::bad_request(e.to_string());
+        if e.http_code() == 422 {
+            err = ApiError::invalid_request(e.to_string());
+        }
+        Error(err)
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Compacted { requested, compacted } => {
+                Error(ApiError::expired(format!("too old resource version: {requested} ({compacted})")))
+            }
+            StoreError::Closed => Error(ApiError::unavailable("the storage is shutting down")),
+            // Callers map AlreadyExists/NotFound/Conflict with resource context before this point; reaching here
+            // with one of them is a bug, and so is anything else.
+            other => Error(ApiError::internal(other)),
+        }
+    }
+}
+
+/// Renders a JSON body with the `application/json` content type.
+pub fn json_response(code: StatusCode, body: &serde_json::Value) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    (code, [(http::header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.0.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if code.is_server_error() {
+            // Operators need the detail; clients get upstream's generic wording only.
+            tracing::error!(error = %self.0.message, "internal error");
+            let generic = ApiError::internal("an internal error occurred; see the server log");
+            return json_response(code, &generic.to_status());
+        }
+        json_response(code, &self.0.to_status())
+    }
+}

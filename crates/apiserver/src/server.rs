@@ -1,0 +1,215 @@
+//! Running the API server: opening the store, loading credentials, bootstrapping built-in objects, binding the
+//! HTTPS listener (and an optional plain-HTTP loopback listener for development), writing the admin
+//! kubeconfig and serving until shutdown.
+//!
+//! Shutdown: when the `shutdown` future completes, the listeners stop accepting, open watches are ended, and
+//! in-flight requests get up to [`DRAIN_GRACE`] to finish. Every acknowledged write is already on disk.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::pki::{write_kubeconfig, Pki};
+use crate::AppState;
+
+/// How long in-flight requests may run after shutdown begins.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a client may take to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Configuration of the API server role.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the store, credentials and kubeconfig live.
+    pub data_dir: PathBuf,
+    /// The HTTPS listen address.
+    pub listen: SocketAddr,
+    /// The address clients should use, when the listen address is a wildcard.
+    pub advertise_address: Option<IpAddr>,
+    /// An optional plain-HTTP listener without authentication; must be a loopback address.
+    pub insecure_listen: Option<SocketAddr>,
+    /// The range cluster IPs are allocated from.
+    pub service_cidr: String,
+    /// Extra names and addresses for the serving certificate.
+    pub tls_sans: Vec<String>,
+    /// How long Events are kept.
+    pub event_ttl: Duration,
+}
+
+impl Config {
+    /// Defaults for a data directory and listen address.
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Config {
+        Config {
+            data_dir,
+            listen,
+            advertise_address: None,
+            insecure_listen: None,
+            service_cidr: "10.96.0.0/16".to_string(),
+            tls_sans: Vec::new(),
+            event_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Runs the API server until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+    if let Some(addr) = config.insecure_listen {
+        anyhow::ensure!(addr.ip().is_loopback(), "the insecure listener must be on a loopback address, not {addr}");
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let store = berth_store::SledStore::open(config.data_dir.join("db"))
+        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let store: Arc<dyn berth_store::Store> = Arc::new(store);
+
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let local = listener.local_addr()?;
+    let advertise_ip = config.advertise_address.unwrap_or_else(|| {
+        if local.ip().is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            local.ip()
+        }
+    });
+    let mut hosts: Vec<String> = config.tls_sans.clone();
+    hosts.push(advertise_ip.to_string());
+    if !local.ip().is_unspecified() {
+        hosts.push(local.ip().to_string());
+    }
+    let pki = Pki::load_or_create(&config.data_dir, &hosts)?;
+    let advertise = SocketAddr::new(advertise_ip, local.port()).to_string();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = AppState::new(store, &config.service_cidr, advertise.clone(), stop_rx.clone())?;
+    crate::lifecycle::bootstrap(&state, local.port()).await.map_err(|e| anyhow::anyhow!("bootstrap: {}", e.0))?;
+
+    let url = format!("https://{advertise}");
+    let kubeconfig = config.data_dir.join("kubeconfig");
+    write_kubeconfig(&kubeconfig, &pki.kubeconfig(&url))?;
+    tracing::info!(%url, kubeconfig = %kubeconfig.display(), "berth API server listening");
+
+    let token: Arc<str> = Arc::from(pki.token.as_str());
+    let traced = |r: Router| {
+        r.layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+        )
+    };
+    let secure = traced(
+        crate::router(state.clone())
+            .layer(axum::middleware::from_fn_with_state(token, crate::auth::require_token)),
+    );
+    let housekeeping = tokio::spawn(crate::lifecycle::run(state.clone(), config.event_ttl, stop_rx.clone()));
+
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.tls.clone());
+    // Every connection task holds a clone of `alive`; when all are dropped, `drained` yields None.
+    let (alive, mut drained) = mpsc::channel::<()>(1);
+    let insecure = match config.insecure_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+            tracing::warn!(addr = %l.local_addr()?, "plain-HTTP listener without authentication (development only)");
+            Some(tokio::spawn(serve_plain(l, traced(crate::router(state.clone())), stop_rx.clone(), alive.clone())))
+        }
+        None => None,
+    };
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let app = secure.clone();
+                let alive = alive.clone();
+                let stop = stop_rx.clone();
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    serve_connection(TokioIo::new(tls), app, stop).await;
+                    drop(alive);
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    drop(listener);
+    if let Some(h) = insecure {
+        let _ = h.await;
+    }
+    let _ = housekeeping.await;
+    drop(alive);
+    if tokio::time::timeout(DRAIN_GRACE, drained.recv()).await.is_err() {
+        tracing::warn!("in-flight requests did not finish within the drain grace period");
+    }
+    Ok(())
+}
+
+/// Serves one connection (HTTP/1.1 or h2, with upgrades) until it ends; on shutdown, asks it to finish its
+/// in-flight requests and close.
+async fn serve_connection<I>(io: I, app: Router, mut stop: watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(app);
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+async fn serve_plain(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>, alive: mpsc::Sender<()>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else { continue };
+                let app = app.clone();
+                let alive = alive.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    serve_connection(TokioIo::new(tcp), app, stop).await;
+                    drop(alive);
+                });
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Per-kind server behaviour that is not validation or defaulting: which kinds track `metadata.generation`,
+//! what status a new object starts with, and which objects are deleted gracefully. These mirror the "strategy"
+//! objects of upstream's registry (`pkg/registry/*/strategy.go`).
+
+use berth_api::ResourceInfo;
+use serde_json::{json, Value};
+
+/// Whether `metadata.generation` starts at 1 and is bumped on every spec change (upstream does this for
+/// workload kinds so controllers can report `status.observedGeneration`).
+pub fn tracks_generation(r: &ResourceInfo) -> bool {
+    matches!(r.kind, "Pod" | "Deployment" | "ReplicaSet" | "ReplicationController" | "EndpointSlice")
+}
+
+/// The part of an object whose change bumps the generation.
+pub fn generation_source(r: &ResourceInfo, obj: &Value) -> Value {
+    match r.kind {
+        // EndpointSlices have no spec; upstream bumps on any change to their endpoints or ports.
+        "EndpointSlice" => {
+            json!([obj.get("endpoints"), obj.get("ports"), obj.get("addressType")])
+        }
+        _ => obj.get("spec").cloned().unwrap_or(Value::Null),
+    }
+}
+
+/// The status a new object starts with (upstream's `PrepareForCreate` discards any status the client sent,
+/// except for Nodes, whose agent creates them with status). `None` keeps the client's status.
+pub fn initial_status(r: &ResourceInfo, obj: &Value) -> Option<Value> {
+    match r.kind {
+        "Pod" => {
+            let qos = obj.get("spec").map(berth_api::defaults::pod_qos_class).unwrap_or("BestEffort");
+            Some(json!({"phase": "Pending", "qosClass": qos}))
+        }
+        // `replicas` has no omitempty upstream and the Python client requires it.
+        "ReplicaSet" | "ReplicationController" => Some(json!({"replicas": 0})),
+        "Deployment" => Some(json!({})),
+        "Service" => Some(json!({"loadBalancer": {}})),
+        "Namespace" => Some(json!({"phase": "Active"})),
+        _ => None,
+    }
+}
+
+/// The grace period for deleting an object, when the kind is deleted gracefully: a Pod bound to a node keeps
+/// running until its agent has stopped the containers, for `terminationGracePeriodSeconds` at most.
+/// `None` means the object is removed at once.
+pub fn graceful_period(r: &ResourceInfo, obj: &Value, requested: Option<i64>) -> Option<i64> {
+    if r.kind != "Pod" {
+        return None;
+    }
+    let spec = obj.get("spec")?;
+    // Upstream: an unscheduled pod, or one that already finished, has nothing to stop.
+    let bound = spec.get("nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let phase = obj.get("status").and_then(|s| s.get("phase")).and_then(Value::as_str).unwrap_or("");
+    if !bound || phase == "Succeeded" || phase == "Failed" {
+        return Some(0);
+    }
+    let default = spec.get("terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30);
+    Some(requested.unwrap_or(default).max(0))
+}
