@@ -26,11 +26,19 @@ pub(crate) fn encode_value(kv: &KeyValue) -> Vec<u8> {
 
 /// Decodes what [`encode_value`] wrote, given the key it was stored under.
 pub(crate) fn decode_value(key: String, bytes: &[u8]) -> Result<KeyValue, StoreError> {
-    let mut reader = Reader { bytes, what: "stored value" };
+    let mut reader = Reader {
+        bytes,
+        what: "stored value",
+    };
     let create_revision = Revision(reader.u64()?);
     let mod_revision = Revision(reader.u64()?);
     let value = Bytes::copy_from_slice(reader.rest());
-    Ok(KeyValue { key, value, create_revision, mod_revision })
+    Ok(KeyValue {
+        key,
+        value,
+        create_revision,
+        mod_revision,
+    })
 }
 
 /// Encodes a history event.
@@ -55,7 +63,10 @@ pub(crate) fn encode_event(event: &Event) -> Vec<u8> {
 
 /// Decodes what [`encode_event`] wrote.
 pub(crate) fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {
-    let mut reader = Reader { bytes, what: "history event" };
+    let mut reader = Reader {
+        bytes,
+        what: "history event",
+    };
     let version = reader.u8()?;
     if version != EVENT_VERSION {
         return Err(reader.corrupt(format!("unknown version {version}")));
@@ -104,7 +115,9 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn corrupt(&self, detail: String) -> StoreError {
-        StoreError::Corrupt { detail: format!("{}: {detail}", self.what) }
+        StoreError::Corrupt {
+            detail: format!("{}: {detail}", self.what),
+        }
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
@@ -144,7 +157,12 @@ impl<'a> Reader<'a> {
         let create_revision = Revision(self.u64()?);
         let mod_revision = Revision(self.u64()?);
         let value = Bytes::copy_from_slice(self.len_prefixed()?);
-        Ok(KeyValue { key, value, create_revision, mod_revision })
+        Ok(KeyValue {
+            key,
+            value,
+            create_revision,
+            mod_revision,
+        })
     }
 
     fn rest(&mut self) -> &'a [u8] {
@@ -171,15 +189,35 @@ mod tests {
         assert_eq!(decode_value(value.key.clone(), &encode_value(&value)).unwrap(), value);
 
         let check = |event: Event| assert_eq!(decode_event(&encode_event(&event)).unwrap(), event);
-        check(Event { kind: EventKind::Put, kv: kv("/a", b"1", 1, 1), prev: None });
-        check(Event { kind: EventKind::Put, kv: kv("/a", b"2", 1, 2), prev: Some(kv("/a", b"1", 1, 1)) });
-        check(Event { kind: EventKind::Delete, kv: kv("/a", b"2", 1, 3), prev: Some(kv("/a", b"2", 1, 2)) });
-        check(Event { kind: EventKind::Put, kv: kv("/ünïcode", b"", 7, 7), prev: None });
+        check(Event {
+            kind: EventKind::Put,
+            kv: kv("/a", b"1", 1, 1),
+            prev: None,
+        });
+        check(Event {
+            kind: EventKind::Put,
+            kv: kv("/a", b"2", 1, 2),
+            prev: Some(kv("/a", b"1", 1, 1)),
+        });
+        check(Event {
+            kind: EventKind::Delete,
+            kv: kv("/a", b"2", 1, 3),
+            prev: Some(kv("/a", b"2", 1, 2)),
+        });
+        check(Event {
+            kind: EventKind::Put,
+            kv: kv("/ünïcode", b"", 7, 7),
+            prev: None,
+        });
     }
 
     #[test]
     fn every_truncation_of_an_event_is_reported_as_corrupt() {
-        let event = Event { kind: EventKind::Delete, kv: kv("/a/b", b"xyz", 1, 3), prev: Some(kv("/a/b", b"x", 1, 2)) };
+        let event = Event {
+            kind: EventKind::Delete,
+            kv: kv("/a/b", b"xyz", 1, 3),
+            prev: Some(kv("/a/b", b"x", 1, 2)),
+        };
         let bytes = encode_event(&event);
         for len in 0..bytes.len() {
             assert!(
@@ -191,7 +229,11 @@ mod tests {
 
     #[test]
     fn malformed_events_are_corrupt_not_panics() {
-        let good = encode_event(&Event { kind: EventKind::Put, kv: kv("/k", b"v", 1, 1), prev: None });
+        let good = encode_event(&Event {
+            kind: EventKind::Put,
+            kv: kv("/k", b"v", 1, 1),
+            prev: None,
+        });
         let check = |bytes: Vec<u8>, why: &str| {
             assert!(matches!(decode_event(&bytes), Err(StoreError::Corrupt { .. })), "{why}");
         };
@@ -214,6 +256,9 @@ mod tests {
 
     #[test]
     fn a_value_shorter_than_its_header_is_corrupt() {
-        assert!(matches!(decode_value("/k".into(), &[0; 15]), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            decode_value("/k".into(), &[0; 15]),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 }

@@ -12,7 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::{Event, EventKind, KeyValue, MemoryStore, Revision, SledStore, Store, StoreConfig, StoreError, WatchStream};
+use crate::{
+    Event, EventKind, KeyValue, MemoryStore, Revision, SledStore, Store, StoreConfig, StoreError, WatchStream,
+};
 
 /// A store under test, plus whatever must outlive it (sled's temporary directory).
 pub(crate) struct Fixture {
@@ -29,13 +31,19 @@ impl std::ops::Deref for Fixture {
 }
 
 fn memory(config: StoreConfig) -> Fixture {
-    Fixture { store: Arc::new(MemoryStore::with_config(config)), _dir: None }
+    Fixture {
+        store: Arc::new(MemoryStore::with_config(config)),
+        _dir: None,
+    }
 }
 
 fn sled(config: StoreConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open_with_config(dir.path().join("db"), config).unwrap();
-    Fixture { store: Arc::new(store), _dir: Some(dir) }
+    Fixture {
+        store: Arc::new(store),
+        _dir: Some(dir),
+    }
 }
 
 fn b(text: &str) -> Bytes {
@@ -63,7 +71,10 @@ async fn assert_quiet(stream: &mut WatchStream) {
 }
 
 fn summary(events: &[Event]) -> Vec<(EventKind, &str, u64)> {
-    events.iter().map(|e| (e.kind, e.kv.key.as_str(), e.revision().0)).collect()
+    events
+        .iter()
+        .map(|e| (e.kind, e.kv.key.as_str(), e.revision().0))
+        .collect()
 }
 
 fn keys(kvs: &[KeyValue]) -> Vec<&str> {
@@ -87,7 +98,10 @@ pub(crate) async fn creating_an_existing_key_fails_and_consumes_no_revision(open
     let store = open(StoreConfig::default());
     store.create("/a", b("one")).await.unwrap();
     let err = store.create("/a", b("two")).await.unwrap_err();
-    assert!(matches!(&err, StoreError::AlreadyExists { key } if key == "/a"), "{err:?}");
+    assert!(
+        matches!(&err, StoreError::AlreadyExists { key } if key == "/a"),
+        "{err:?}"
+    );
     assert_eq!(store.current_revision(), Revision(1));
     assert_eq!(store.get("/a").await.unwrap().unwrap().value, b("one"));
     assert_eq!(store.create("/b", b("x")).await.unwrap().mod_revision, Revision(2));
@@ -97,9 +111,15 @@ pub(crate) async fn update_replaces_the_value_and_keeps_the_create_revision(open
     let store = open(StoreConfig::default());
     let created = store.create("/a", b("one")).await.unwrap();
     let guarded = store.update("/a", b("two"), Some(created.mod_revision)).await.unwrap();
-    assert_eq!((guarded.create_revision, guarded.mod_revision), (Revision(1), Revision(2)));
+    assert_eq!(
+        (guarded.create_revision, guarded.mod_revision),
+        (Revision(1), Revision(2))
+    );
     let unconditional = store.update("/a", b("three"), None).await.unwrap();
-    assert_eq!((unconditional.create_revision, unconditional.mod_revision), (Revision(1), Revision(3)));
+    assert_eq!(
+        (unconditional.create_revision, unconditional.mod_revision),
+        (Revision(1), Revision(3))
+    );
     assert_eq!(store.get("/a").await.unwrap(), Some(unconditional));
 }
 
@@ -115,8 +135,14 @@ pub(crate) async fn failed_preconditions_report_not_found_or_conflict(open: fn(S
         Err(StoreError::Conflict { key, expected, actual }) => format!("conflict {key} {expected} {actual}"),
         Err(other) => format!("other {other}"),
     };
-    assert_eq!(describe(store.update("/missing", b("x"), None).await), "not found /missing");
-    assert_eq!(describe(store.update("/missing", b("x"), stale).await), "not found /missing");
+    assert_eq!(
+        describe(store.update("/missing", b("x"), None).await),
+        "not found /missing"
+    );
+    assert_eq!(
+        describe(store.update("/missing", b("x"), stale).await),
+        "not found /missing"
+    );
     assert_eq!(describe(store.update("/a", b("x"), stale).await), "conflict /a 1 2");
     assert_eq!(describe(store.delete("/missing", None).await), "not found /missing");
     assert_eq!(describe(store.delete("/missing", stale).await), "not found /missing");
@@ -132,11 +158,17 @@ pub(crate) async fn delete_returns_the_last_value_at_the_delete_revision(open: f
     let updated = store.update("/a", b("two"), None).await.unwrap();
     let deleted = store.delete("/a", Some(updated.mod_revision)).await.unwrap();
     assert_eq!(deleted.value, b("two"));
-    assert_eq!((deleted.create_revision, deleted.mod_revision), (Revision(1), Revision(3)));
+    assert_eq!(
+        (deleted.create_revision, deleted.mod_revision),
+        (Revision(1), Revision(3))
+    );
     assert_eq!(store.get("/a").await.unwrap(), None);
     // Recreating starts a new life for the key, with a new create revision.
     let recreated = store.create("/a", b("again")).await.unwrap();
-    assert_eq!((recreated.create_revision, recreated.mod_revision), (Revision(4), Revision(4)));
+    assert_eq!(
+        (recreated.create_revision, recreated.mod_revision),
+        (Revision(4), Revision(4))
+    );
 }
 
 pub(crate) async fn list_returns_a_sorted_prefix_snapshot_at_the_current_revision(open: fn(StoreConfig) -> Fixture) {
@@ -188,11 +220,29 @@ pub(crate) async fn list_outside_the_retained_history_fails(open: fn(StoreConfig
         store.create(&format!("/k{i}"), b("v")).await.unwrap();
     }
     let err = store.list("/", Some(Revision(6))).await.unwrap_err();
-    assert!(matches!(err, StoreError::FutureRevision { requested: Revision(6), current: Revision(5) }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::FutureRevision {
+                requested: Revision(6),
+                current: Revision(5)
+            }
+        ),
+        "{err:?}"
+    );
     store.compact(Revision(3)).await.unwrap();
     assert_eq!(store.compacted_revision(), Revision(3));
     let err = store.list("/", Some(Revision(2))).await.unwrap_err();
-    assert!(matches!(err, StoreError::Compacted { requested: Revision(2), compacted: Revision(3) }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Compacted {
+                requested: Revision(2),
+                compacted: Revision(3)
+            }
+        ),
+        "{err:?}"
+    );
     let (items, _) = store.list("/", Some(Revision(3))).await.unwrap();
     assert_eq!(keys(&items), ["/k0", "/k1", "/k2"]);
 }
@@ -207,7 +257,12 @@ pub(crate) async fn watch_replays_history_then_streams_live_events_in_order(open
     let events = take(&mut watch, 4).await;
     assert_eq!(
         summary(&events),
-        [(EventKind::Put, "/a", 1), (EventKind::Put, "/a", 2), (EventKind::Put, "/b", 3), (EventKind::Delete, "/a", 4)]
+        [
+            (EventKind::Put, "/a", 1),
+            (EventKind::Put, "/a", 2),
+            (EventKind::Put, "/b", 3),
+            (EventKind::Delete, "/a", 4)
+        ]
     );
     assert_quiet(&mut watch).await;
 }
@@ -234,7 +289,10 @@ pub(crate) async fn watch_resumes_after_the_given_revision(open: fn(StoreConfig)
     }
     let mut watch = store.watch("/", Revision(3)).await.unwrap();
     let events = take(&mut watch, 2).await;
-    assert_eq!(summary(&events), [(EventKind::Put, "/k4", 4), (EventKind::Put, "/k5", 5)]);
+    assert_eq!(
+        summary(&events),
+        [(EventKind::Put, "/k4", 4), (EventKind::Put, "/k5", 5)]
+    );
     let mut at_head = store.watch("/", Revision(5)).await.unwrap();
     assert_quiet(&mut at_head).await;
     store.create("/k6", b("v")).await.unwrap();
@@ -250,7 +308,10 @@ pub(crate) async fn watch_sees_only_keys_under_its_prefix(open: fn(StoreConfig) 
     store.create("/nodes/a", b("v")).await.unwrap();
     store.create("/pods/b", b("v")).await.unwrap();
     let events = take(&mut watch, 2).await;
-    assert_eq!(summary(&events), [(EventKind::Put, "/pods/a", 1), (EventKind::Put, "/pods/b", 4)]);
+    assert_eq!(
+        summary(&events),
+        [(EventKind::Put, "/pods/a", 1), (EventKind::Put, "/pods/b", 4)]
+    );
     assert_quiet(&mut watch).await;
 }
 
@@ -260,7 +321,16 @@ pub(crate) async fn watch_and_compact_reject_revisions_outside_the_history(open:
         store.create(&format!("/k{i}"), b("v")).await.unwrap();
     }
     let err = store.watch("/", Revision(6)).await.err().unwrap();
-    assert!(matches!(err, StoreError::FutureRevision { requested: Revision(6), current: Revision(5) }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::FutureRevision {
+                requested: Revision(6),
+                current: Revision(5)
+            }
+        ),
+        "{err:?}"
+    );
     let err = store.compact(Revision(6)).await.unwrap_err();
     assert!(matches!(err, StoreError::FutureRevision { .. }), "{err:?}");
 
@@ -268,22 +338,43 @@ pub(crate) async fn watch_and_compact_reject_revisions_outside_the_history(open:
     store.compact(Revision(2)).await.unwrap(); // already compacted: nothing to do
     assert_eq!(store.compacted_revision(), Revision(3));
     let err = store.watch("/", Revision(2)).await.err().unwrap();
-    assert!(matches!(err, StoreError::Compacted { requested: Revision(2), compacted: Revision(3) }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Compacted {
+                requested: Revision(2),
+                compacted: Revision(3)
+            }
+        ),
+        "{err:?}"
+    );
     let mut watch = store.watch("/", Revision(3)).await.unwrap();
-    assert_eq!(summary(&take(&mut watch, 2).await), [(EventKind::Put, "/k4", 4), (EventKind::Put, "/k5", 5)]);
+    assert_eq!(
+        summary(&take(&mut watch, 2).await),
+        [(EventKind::Put, "/k4", 4), (EventKind::Put, "/k5", 5)]
+    );
     // Compaction is not a write: the revision does not move.
     assert_eq!(store.current_revision(), Revision(5));
 }
 
 pub(crate) async fn history_beyond_the_limit_is_compacted_automatically(open: fn(StoreConfig) -> Fixture) {
-    let store = open(StoreConfig { history_limit: 5, ..StoreConfig::default() });
+    let store = open(StoreConfig {
+        history_limit: 5,
+        ..StoreConfig::default()
+    });
     for i in 1..=10 {
         store.create(&format!("/k{i:02}"), b("v")).await.unwrap();
     }
     assert_eq!(store.compacted_revision(), Revision(5));
-    assert!(matches!(store.watch("/", Revision(4)).await.err(), Some(StoreError::Compacted { .. })));
+    assert!(matches!(
+        store.watch("/", Revision(4)).await.err(),
+        Some(StoreError::Compacted { .. })
+    ));
     let mut watch = store.watch("/", Revision(5)).await.unwrap();
-    assert_eq!(take(&mut watch, 5).await.first().map(|e| e.revision()), Some(Revision(6)));
+    assert_eq!(
+        take(&mut watch, 5).await.first().map(|e| e.revision()),
+        Some(Revision(6))
+    );
     let (items, _) = store.list("/", Some(Revision(5))).await.unwrap();
     assert_eq!(items.len(), 5);
 }
@@ -347,7 +438,10 @@ pub(crate) async fn concurrent_creates_of_one_key_admit_exactly_one(open: fn(Sto
 }
 
 pub(crate) async fn a_lagging_watcher_catches_up_without_losing_events(open: fn(StoreConfig) -> Fixture) {
-    let store = open(StoreConfig { watch_buffer: 2, ..StoreConfig::default() });
+    let store = open(StoreConfig {
+        watch_buffer: 2,
+        ..StoreConfig::default()
+    });
     let mut watch = store.watch("/", Revision(0)).await.unwrap();
     // Sequential writes are one batch each, so the watcher falls far behind its two-batch live buffer.
     for i in 0..200 {
@@ -361,13 +455,25 @@ pub(crate) async fn a_lagging_watcher_catches_up_without_losing_events(open: fn(
 }
 
 pub(crate) async fn a_watcher_lagging_past_the_history_ends_with_compacted(open: fn(StoreConfig) -> Fixture) {
-    let store = open(StoreConfig { watch_buffer: 1, history_limit: 10, ..StoreConfig::default() });
+    let store = open(StoreConfig {
+        watch_buffer: 1,
+        history_limit: 10,
+        ..StoreConfig::default()
+    });
     let mut watch = store.watch("/", Revision(0)).await.unwrap();
     for i in 0..50 {
         store.create(&format!("/k{i:02}"), b("v")).await.unwrap();
     }
-    let item = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap();
-    assert!(matches!(item, Some(Err(StoreError::Compacted { requested: Revision(0), compacted: Revision(40) }))));
+    let item = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .unwrap();
+    assert!(matches!(
+        item,
+        Some(Err(StoreError::Compacted {
+            requested: Revision(0),
+            compacted: Revision(40)
+        }))
+    ));
     assert!(watch.next().await.is_none(), "the stream ends after the error");
 }
 
@@ -377,7 +483,9 @@ pub(crate) async fn dropping_the_store_ends_watches_with_closed(open: fn(StoreCo
     fixture.create("/a", b("v")).await.unwrap();
     drop(fixture);
     assert_eq!(summary(&take(&mut watch, 1).await), [(EventKind::Put, "/a", 1)]);
-    let item = tokio::time::timeout(Duration::from_secs(5), watch.next()).await.unwrap();
+    let item = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .unwrap();
     assert!(matches!(item, Some(Err(StoreError::Closed))), "{item:?}");
     assert!(watch.next().await.is_none());
 }

@@ -37,7 +37,12 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { history_limit: 100_000, watch_buffer: 1024, max_batch: 1024, queue_depth: 8192 }
+        StoreConfig {
+            history_limit: 100_000,
+            watch_buffer: 1024,
+            max_batch: 1024,
+            queue_depth: 8192,
+        }
     }
 }
 
@@ -110,8 +115,17 @@ impl<B> Engine<B> {
         let handle = std::thread::Builder::new()
             .name("berth-store-writer".into())
             .spawn(move || writer.run())
-            .map_err(|source| StoreError::Io { operation: "starting the writer thread", source })?;
-        Ok(Engine { shared, requests: Some(requests), events, writer: Some(handle), _backend: PhantomData })
+            .map_err(|source| StoreError::Io {
+                operation: "starting the writer thread",
+                source,
+            })?;
+        Ok(Engine {
+            shared,
+            requests: Some(requests),
+            events,
+            writer: Some(handle),
+            _backend: PhantomData,
+        })
     }
 
     /// How many batches and writes the writer has committed so far: `writes / batches` is the mean batch size.
@@ -155,15 +169,28 @@ impl<B: 'static> Store for Engine<B> {
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue, StoreError> {
-        self.write(WriteOp::Create { key: key.to_string(), value }).await
+        self.write(WriteOp::Create {
+            key: key.to_string(),
+            value,
+        })
+        .await
     }
 
     async fn update(&self, key: &str, value: Bytes, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
-        self.write(WriteOp::Update { key: key.to_string(), value, expected }).await
+        self.write(WriteOp::Update {
+            key: key.to_string(),
+            value,
+            expected,
+        })
+        .await
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
-        self.write(WriteOp::Delete { key: key.to_string(), expected }).await
+        self.write(WriteOp::Delete {
+            key: key.to_string(),
+            expected,
+        })
+        .await
     }
 
     async fn list(&self, prefix: &str, at: Option<Revision>) -> Result<(Vec<KeyValue>, Revision), StoreError> {
@@ -179,7 +206,13 @@ impl<B: 'static> Store for Engine<B> {
             let state = self.shared.read();
             (state.events_after(prefix, after)?, state.revision)
         };
-        Ok(watch::stream(self.shared.clone(), live, prefix.to_string(), backlog, cursor))
+        Ok(watch::stream(
+            self.shared.clone(),
+            live,
+            prefix.to_string(),
+            backlog,
+            cursor,
+        ))
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
@@ -234,14 +267,23 @@ impl State {
     pub(crate) fn list(&self, prefix: &str, at: Option<Revision>) -> Result<(Vec<KeyValue>, Revision), StoreError> {
         let at = at.unwrap_or(self.revision);
         if at > self.revision {
-            return Err(StoreError::FutureRevision { requested: at, current: self.revision });
+            return Err(StoreError::FutureRevision {
+                requested: at,
+                current: self.revision,
+            });
         }
-        let current = self.kv.range::<str, _>((Bound::Included(prefix), Bound::Unbounded)).take_while(|(key, _)| key.starts_with(prefix));
+        let current = self
+            .kv
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix));
         if at == self.revision {
             return Ok((current.map(|(_, kv)| kv.clone()).collect(), at));
         }
         if at < self.compacted {
-            return Err(StoreError::Compacted { requested: at, compacted: self.compacted });
+            return Err(StoreError::Compacted {
+                requested: at,
+                compacted: self.compacted,
+            });
         }
         // Rebuild the past by undoing the newer events, newest first: each event's `prev` is exactly what its key
         // held before it (absent for a creation). Borrow until the end so only the result is cloned.
@@ -261,12 +303,23 @@ impl State {
     /// The retained events after `after` for keys under `prefix`, for starting or catching up a watch.
     pub(crate) fn events_after(&self, prefix: &str, after: Revision) -> Result<Vec<Event>, StoreError> {
         if after > self.revision {
-            return Err(StoreError::FutureRevision { requested: after, current: self.revision });
+            return Err(StoreError::FutureRevision {
+                requested: after,
+                current: self.revision,
+            });
         }
         if after < self.compacted {
-            return Err(StoreError::Compacted { requested: after, compacted: self.compacted });
+            return Err(StoreError::Compacted {
+                requested: after,
+                compacted: self.compacted,
+            });
         }
         let start = self.history.partition_point(|event| event.revision() <= after);
-        Ok(self.history.range(start..).filter(|event| event.kv.key.starts_with(prefix)).cloned().collect())
+        Ok(self
+            .history
+            .range(start..)
+            .filter(|event| event.kv.key.starts_with(prefix))
+            .cloned()
+            .collect())
     }
 }

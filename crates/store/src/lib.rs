@@ -228,7 +228,11 @@ mod tests {
     #[test]
     fn revision_round_trips_through_its_decimal_string() {
         let check = |text: &str, expected: Option<u64>| {
-            assert_eq!(text.parse::<Revision>().ok(), expected.map(Revision), "parsing {text:?}");
+            assert_eq!(
+                text.parse::<Revision>().ok(),
+                expected.map(Revision),
+                "parsing {text:?}"
+            );
             if let Some(n) = expected {
                 assert_eq!(Revision(n).to_string(), text);
             }

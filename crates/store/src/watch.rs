@@ -27,7 +27,14 @@ pub(crate) fn stream(
     backlog: Vec<Event>,
     cursor: Revision,
 ) -> WatchStream {
-    let watcher = Watcher { shared, live, prefix, pending: backlog.into(), cursor, finished: false };
+    let watcher = Watcher {
+        shared,
+        live,
+        prefix,
+        pending: backlog.into(),
+        cursor,
+        finished: false,
+    };
     futures::stream::unfold(watcher, Watcher::next).boxed()
 }
 

@@ -24,9 +24,19 @@ use crate::{Event, EventKind, KeyValue, Revision, StoreError};
 
 /// A write as requested by a caller, before the writer has judged it.
 pub(crate) enum WriteOp {
-    Create { key: String, value: Bytes },
-    Update { key: String, value: Bytes, expected: Option<Revision> },
-    Delete { key: String, expected: Option<Revision> },
+    Create {
+        key: String,
+        value: Bytes,
+    },
+    Update {
+        key: String,
+        value: Bytes,
+        expected: Option<Revision>,
+    },
+    Delete {
+        key: String,
+        expected: Option<Revision>,
+    },
 }
 
 impl WriteOp {
@@ -39,8 +49,14 @@ impl WriteOp {
 
 /// One queued request with the channel its answer goes back on.
 pub(crate) enum Request {
-    Write { op: WriteOp, reply: oneshot::Sender<Result<KeyValue, StoreError>> },
-    Compact { revision: Revision, reply: oneshot::Sender<Result<(), StoreError>> },
+    Write {
+        op: WriteOp,
+        reply: oneshot::Sender<Result<KeyValue, StoreError>>,
+    },
+    Compact {
+        revision: Revision,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// The writer thread's state.
@@ -109,7 +125,7 @@ impl<P: Persistence> Writer<P> {
             };
             if let Err(err) = self.persistence.commit(&commit) {
                 tracing::error!(error = %err, "store commit failed; refusing all further writes");
-                let reason = err.to_string();
+                let reason = error_chain(&err);
                 for answer in staged.answers {
                     answer.fail(&reason);
                 }
@@ -161,8 +177,14 @@ struct Staged {
 /// The answer owed to one caller once the batch's fate is known.
 enum Answer {
     /// `Ok(i)`: the write became `events[i]`.
-    Write { reply: oneshot::Sender<Result<KeyValue, StoreError>>, outcome: Result<usize, StoreError> },
-    Compact { reply: oneshot::Sender<Result<(), StoreError>>, outcome: Result<(), StoreError> },
+    Write {
+        reply: oneshot::Sender<Result<KeyValue, StoreError>>,
+        outcome: Result<usize, StoreError>,
+    },
+    Compact {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+        outcome: Result<(), StoreError>,
+    },
 }
 
 impl Answer {
@@ -194,8 +216,23 @@ impl Answer {
     }
 }
 
+/// The error and all its sources on one line: the reason is kept as text, since each later caller needs a copy.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn commit_failed(operation: &'static str, reason: &str) -> StoreError {
-    StoreError::Io { operation, source: std::io::Error::other(reason.to_string()) }
+    StoreError::Io {
+        operation,
+        source: std::io::Error::other(reason.to_string()),
+    }
 }
 
 fn refuse(request: Request, reason: &str) {
@@ -236,9 +273,15 @@ fn stage(state: &State, batch: impl Iterator<Item = Request>, history_limit: u64
                 });
                 answers.push(Answer::Write { reply, outcome });
             }
-            Request::Compact { revision: target, reply } => {
+            Request::Compact {
+                revision: target,
+                reply,
+            } => {
                 let outcome = if target > revision {
-                    Err(StoreError::FutureRevision { requested: target, current: revision })
+                    Err(StoreError::FutureRevision {
+                        requested: target,
+                        current: revision,
+                    })
                 } else {
                     compacted = compacted.max(target);
                     Ok(())
@@ -251,34 +294,189 @@ fn stage(state: &State, batch: impl Iterator<Item = Request>, history_limit: u64
     if revision.0 - compacted.0 > history_limit {
         compacted = Revision(revision.0 - history_limit);
     }
-    Staged { events, answers, revision, compacted, previous_compacted: state.compacted }
+    Staged {
+        events,
+        answers,
+        revision,
+        compacted,
+        previous_compacted: state.compacted,
+    }
 }
 
 /// Checks one write's preconditions against the key's `current` value and builds its event at `revision`.
 fn judge(op: WriteOp, current: Option<KeyValue>, revision: Revision) -> Result<Event, StoreError> {
     let check_expected = |key: &str, current: &KeyValue, expected: Option<Revision>| match expected {
-        Some(expected) if expected != current.mod_revision => {
-            Err(StoreError::Conflict { key: key.to_string(), expected, actual: current.mod_revision })
-        }
+        Some(expected) if expected != current.mod_revision => Err(StoreError::Conflict {
+            key: key.to_string(),
+            expected,
+            actual: current.mod_revision,
+        }),
         _ => Ok(()),
     };
     match (op, current) {
         (WriteOp::Create { key, .. }, Some(_)) => Err(StoreError::AlreadyExists { key }),
         (WriteOp::Create { key, value }, None) => Ok(Event {
             kind: EventKind::Put,
-            kv: KeyValue { key, value, create_revision: revision, mod_revision: revision },
+            kv: KeyValue {
+                key,
+                value,
+                create_revision: revision,
+                mod_revision: revision,
+            },
             prev: None,
         }),
         (WriteOp::Update { key, .. } | WriteOp::Delete { key, .. }, None) => Err(StoreError::NotFound { key }),
         (WriteOp::Update { key, value, expected }, Some(current)) => {
             check_expected(&key, &current, expected)?;
-            let kv = KeyValue { key, value, create_revision: current.create_revision, mod_revision: revision };
-            Ok(Event { kind: EventKind::Put, kv, prev: Some(current) })
+            let kv = KeyValue {
+                key,
+                value,
+                create_revision: current.create_revision,
+                mod_revision: revision,
+            };
+            Ok(Event {
+                kind: EventKind::Put,
+                kv,
+                prev: Some(current),
+            })
         }
         (WriteOp::Delete { key, expected }, Some(current)) => {
             check_expected(&key, &current, expected)?;
-            let kv = KeyValue { mod_revision: revision, ..current.clone() };
-            Ok(Event { kind: EventKind::Delete, kv, prev: Some(current) })
+            let kv = KeyValue {
+                mod_revision: revision,
+                ..current.clone()
+            };
+            Ok(Event {
+                kind: EventKind::Delete,
+                kv,
+                prev: Some(current),
+            })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc as std_mpsc;
+
+    use super::*;
+    use crate::engine::Engine;
+    use crate::persist::Memory;
+    use crate::Store;
+
+    /// A backend that reports each commit as it starts and holds it until the test releases it, with a chosen
+    /// outcome: it makes "not yet durable" an observable, controllable state.
+    struct Gated {
+        entered: tokio::sync::mpsc::UnboundedSender<usize>,
+        release: std_mpsc::Receiver<Result<(), String>>,
+    }
+
+    impl Persistence for Gated {
+        fn commit(&mut self, commit: &Commit<'_>) -> Result<(), StoreError> {
+            let _ = self.entered.send(commit.events.len());
+            match self.release.recv() {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(reason)) => Err(StoreError::Io {
+                    operation: "test commit",
+                    source: std::io::Error::other(reason),
+                }),
+                Err(_) => Err(StoreError::Closed),
+            }
+        }
+    }
+
+    fn gated() -> (
+        Engine<Memory>,
+        tokio::sync::mpsc::UnboundedReceiver<usize>,
+        std_mpsc::Sender<Result<(), String>>,
+    ) {
+        let (entered, entered_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (release_tx, release) = std_mpsc::channel();
+        let store = Engine::start(Gated { entered, release }, State::default(), StoreConfig::default()).unwrap();
+        (store, entered_rx, release_tx)
+    }
+
+    fn b(text: &str) -> Bytes {
+        Bytes::copy_from_slice(text.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn reads_never_see_a_write_before_it_is_durable() {
+        let (store, mut entered, release) = gated();
+        let store = Arc::new(store);
+        let writer = tokio::spawn({
+            let store = store.clone();
+            async move { store.create("/a", b("1")).await }
+        });
+        assert_eq!(entered.recv().await, Some(1));
+        // The batch is with the backend but not durable yet: nobody may see it.
+        assert_eq!(store.get("/a").await.unwrap(), None);
+        assert_eq!(store.current_revision(), Revision(0));
+        assert!(store.list("/", None).await.unwrap().0.is_empty());
+        release.send(Ok(())).unwrap();
+        assert_eq!(writer.await.unwrap().unwrap().mod_revision, Revision(1));
+        assert_eq!(store.get("/a").await.unwrap().map(|kv| kv.value), Some(b("1")));
+    }
+
+    #[tokio::test]
+    async fn requests_queued_during_a_commit_form_one_batch_that_sees_its_own_writes() {
+        let (store, mut entered, release) = gated();
+        let store = Arc::new(store);
+        let first = tokio::spawn({
+            let store = store.clone();
+            async move { store.create("/a", b("1")).await }
+        });
+        assert_eq!(entered.recv().await, Some(1));
+        // While the first commit is held, queue a script whose later steps depend on earlier ones (join! polls in
+        // order, so the requests are queued in order). They must all land in the next batch.
+        let script = async {
+            futures::join!(
+                store.create("/b", b("1")),                    // revision 2
+                store.update("/b", b("2"), Some(Revision(2))), // sees the staged create: revision 3
+                store.create("/b", b("again")),                // sees it too: already exists
+                store.delete("/b", Some(Revision(3))),         // revision 4
+                store.update("/a", b("2"), Some(Revision(1))), // the committed /a: revision 5
+            )
+        };
+        let releaser = async {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            release.send(Ok(())).unwrap();
+            let second = entered.recv().await;
+            release.send(Ok(())).unwrap();
+            second
+        };
+        let ((created, updated, recreated, deleted, other), second_batch) = tokio::join!(script, releaser);
+        assert_eq!(second_batch, Some(4), "four successful writes in one batch");
+        assert_eq!(created.unwrap().mod_revision, Revision(2));
+        assert_eq!(updated.unwrap().mod_revision, Revision(3));
+        assert!(matches!(recreated, Err(StoreError::AlreadyExists { .. })));
+        assert_eq!(deleted.unwrap().mod_revision, Revision(4));
+        assert_eq!(other.unwrap().mod_revision, Revision(5));
+        first.await.unwrap().unwrap();
+        assert_eq!(store.current_revision(), Revision(5));
+        assert_eq!(store.commit_stats(), crate::CommitStats { batches: 2, writes: 5 });
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_its_writes_and_refuses_all_later_ones() {
+        let (store, mut entered, release) = gated();
+        let store = Arc::new(store);
+        let writer = tokio::spawn({
+            let store = store.clone();
+            async move { store.create("/a", b("1")).await }
+        });
+        assert_eq!(entered.recv().await, Some(1));
+        release.send(Err("disk on fire".into())).unwrap();
+        let err = writer.await.unwrap().unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Io { source, .. } if source.to_string().ends_with("disk on fire")),
+            "{err:?}"
+        );
+        assert_eq!(store.get("/a").await.unwrap(), None);
+        assert_eq!(store.current_revision(), Revision(0));
+        // What reached the disk is now unknown, so no further write may be acknowledged, nor even attempted.
+        let err = store.create("/b", b("1")).await.unwrap_err();
+        assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
+        assert!(entered.try_recv().is_err(), "the backend saw no further commit");
     }
 }
