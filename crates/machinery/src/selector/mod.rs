@@ -1,0 +1,20 @@
+//! Label and field selectors: parsing the `labelSelector` / `fieldSelector` query grammars, building label
+//! selectors from `metav1.LabelSelector` objects, matching, and printing the canonical string form. It does not
+//! decide which fields a kind supports or how to read them from an object; callers supply labels and a lookup.
+
+mod field;
+mod label;
+mod label_parse;
+mod validation;
+
+#[cfg(test)]
+mod tests;
+
+pub use field::{escape_value, FieldOp, FieldRequirement, FieldSelector};
+pub use label::{LabelSelector, LabelSelectorRequirement, Operator, Requirement};
+
+/// A selector that failed to parse or validate. The server renders it as 400 BadRequest with this message,
+/// which follows upstream's wording so kubectl users see familiar text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SelectorError(pub String);
