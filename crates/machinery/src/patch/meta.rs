@@ -59,6 +59,9 @@ pub(crate) enum RootKind {
 }
 
 /// How a field is patched.
+///
+/// The two `retainKeys` strategies only document upstream's tags: like upstream's server side, the merge honours a
+/// `$retainKeys` directive wherever a patch puts one (the strategy matters to clients that build patches).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Strategy {
     /// No tag: a map merges key by key, a list is replaced whole.
