@@ -1262,3 +1262,55 @@ impl prost::Message for RawBytes {
         self.0.clear();
     }
 }
+
+#[test]
+fn zero_values_go_writes_for_non_pointer_fields_are_emitted_as_sent() {
+    // Go's marshaller writes every non-pointer field, so a real kubectl ObjectMeta carries empty strings, a zero
+    // generation and an empty creationTimestamp; they come out as Go's JSON of the decoded struct shows them
+    // (`creationTimestamp: null`), and consumers treat empty values as unset, as Go does.
+    let ns = core::Namespace {
+        metadata: Some(meta::ObjectMeta {
+            name: s("dev"),
+            generate_name: s(""),
+            namespace: s(""),
+            uid: s(""),
+            resource_version: s(""),
+            generation: Some(0),
+            creation_timestamp: Some(meta::Time::default()),
+            ..Default::default()
+        }),
+        spec: Some(core::NamespaceSpec::default()),
+        status: Some(core::NamespaceStatus {
+            phase: s(""),
+            conditions: vec![],
+        }),
+    };
+    check(
+        "v1",
+        "Namespace",
+        &ns,
+        json!({
+            "metadata": {
+                "name": "dev",
+                "generateName": "",
+                "namespace": "",
+                "uid": "",
+                "resourceVersion": "",
+                "generation": 0,
+                "creationTimestamp": null
+            },
+            "spec": {},
+            "status": {"phase": ""}
+        }),
+    );
+}
+
+#[test]
+fn unsupported_kind_error_says_which_kind() {
+    let body = envelope("rbac.authorization.k8s.io/v1", "Role", &core::Namespace::default());
+    let err = decode_object(&body, ("", "")).expect_err("Role is not decodable");
+    assert_eq!(
+        err.to_string(),
+        "decoding kind \"Role\" of apiVersion \"rbac.authorization.k8s.io/v1\" from protobuf is not supported"
+    );
+}

@@ -594,7 +594,10 @@ fn build_schema(pb: &PbCrate, openapi: &OpenApi) -> Result<Schema> {
             errors.push(format!("{key} has no OpenAPI definition and is not inlined anywhere"));
         }
     }
-    for (def, names) in &covered {
+    let used_defs: BTreeSet<&String> = done.iter().map(|(_, def)| def).collect();
+    let none = BTreeSet::new();
+    for def in used_defs {
+        let names = covered.get(def).unwrap_or(&none);
         for json in &openapi.definitions[def] {
             if !names.contains(json) && json != "apiVersion" && json != "kind" {
                 errors.push(format!("{def}.{json} is not carried by any protobuf field"));
