@@ -43,12 +43,33 @@ pub fn decode_object(headers: &HeaderMap, bytes: &[u8], fallback: (&str, &str)) 
     let value = match ct.as_str() {
         "" | "application/json" => parse_json(bytes)?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => parse_yaml(bytes)?,
-        "application/vnd.kubernetes.protobuf" => berth_protobuf::decode_object(bytes, fallback)
-            .map_err(|e| ApiError::bad_request(format!("unable to decode protobuf body: {e}")))?,
+        "application/vnd.kubernetes.protobuf" => {
+            let mut v = berth_protobuf::decode_object(bytes, fallback)
+                .map_err(|e| ApiError::bad_request(format!("unable to decode protobuf body: {e}")))?;
+            drop_unset(&mut v);
+            v
+        }
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     check_depth(&value)?;
     Ok(value)
+}
+
+/// Go's protobuf marshaller writes every non-pointer field, so a protobuf body carries `""` and `null` where the
+/// same object in JSON would simply omit the field (`omitempty`). Dropping them makes both encodings of one
+/// object identical; zero numbers and `false` stay, because for pointer fields (`replicas: 0`) they mean something.
+fn drop_unset(v: &mut Value) {
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(map) => {
+                map.retain(|_, x| !(x.is_null() || x.as_str() == Some("")));
+                stack.extend(map.values_mut());
+            }
+            Value::Array(items) => stack.extend(items.iter_mut()),
+            _ => {}
+        }
+    }
 }
 
 /// Parses JSON, turning syntax errors into 400 Status errors.

@@ -29,11 +29,7 @@ impl From<SelectorError> for Error {
 
 impl From<PatchError> for Error {
     fn from(e: PatchError) -> Self {
-        let mut err = ApiError::bad_request(e.to_string());
-        if e.http_code() == 422 {
-            err = ApiError::invalid_request(e.to_string());
-        }
-        Error(err)
+        Error(ApiError::new(e.http_code(), e.reason(), e.to_string()))
     }
 }
 
