@@ -14,6 +14,30 @@
 //!
 //! This crate deliberately knows nothing about Kubernetes objects, namespaces, selectors or HTTP: those belong
 //! to the API server, which is the only crate that talks to the store.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), berth_store::StoreError> {
+//! use berth_store::{MemoryStore, Revision, Store, StoreError};
+//! use bytes::Bytes;
+//! use futures::StreamExt;
+//!
+//! let store = MemoryStore::new();
+//! let key = "/registry/configmaps/default/app";
+//! let created = store.create(key, Bytes::from_static(b"{}")).await?;
+//! let mut watch = store.watch("/registry/configmaps/", Revision::ZERO).await?;
+//!
+//! // An update must name the revision it read; a stale one is a conflict (HTTP 409 in the API server).
+//! let updated = store.update(key, Bytes::from_static(b"{\"a\":1}"), Some(created.mod_revision)).await?;
+//! let stale = store.update(key, Bytes::from_static(b"{}"), Some(created.mod_revision)).await;
+//! assert!(matches!(stale, Err(StoreError::Conflict { .. })));
+//!
+//! // The watch replays from the requested revision: the creation, then the update.
+//! assert!(watch.next().await.unwrap()?.is_create());
+//! assert_eq!(watch.next().await.unwrap()?.revision(), updated.mod_revision);
+//! # Ok(())
+//! # }
+//! ```
 
 mod codec;
 mod engine;
