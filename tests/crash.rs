@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::{eventually, python, repo_root, Server};
 
-const CYCLES: u64 = 3;
+const CYCLES: u64 = 5;
 const WRITER_THREADS: &str = "4";
 /// Acknowledged writes to wait for in each cycle before pulling the plug.
-const ACKS_PER_CYCLE: usize = 80;
+const ACKS_PER_CYCLE: usize = 150;
 
 /// What the writers' log says the server acknowledged.
 #[derive(Default)]
