@@ -175,6 +175,7 @@ impl Registry {
                 m.insert("generation".into(), json!(1));
             }
         }
+        strategy::prepare_create(r, &mut obj);
         if let Some(status) = strategy::initial_status(r, &obj) {
             obj["status"] = status;
         }

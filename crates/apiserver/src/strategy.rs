@@ -56,3 +56,11 @@ pub fn graceful_period(r: &ResourceInfo, obj: &Value, requested: Option<i64>) ->
     let default = spec.get("terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30);
     Some(requested.unwrap_or(default).max(0))
 }
+
+/// Kind-specific changes to a new object before defaulting (upstream's `PrepareForCreate`). A Namespace always
+/// gets the `kubernetes` finalizer: it keeps the namespace in `Terminating` until its contents are deleted.
+pub fn prepare_create(r: &ResourceInfo, obj: &mut Value) {
+    if r.kind == "Namespace" {
+        obj["spec"] = json!({"finalizers": ["kubernetes"]});
+    }
+}
