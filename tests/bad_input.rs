@@ -34,7 +34,9 @@ fn nothing_stored(s: &Server, names: &[&str]) {
 fn configmap_names(s: &Server) -> Vec<String> {
     let list: Value = serde_json::from_str(&s.kubectl_ok(&["get", "--raw", CONFIGMAPS])).expect("list is JSON");
     let items = list["items"].as_array().expect("items").iter();
-    items.map(|i| i["metadata"]["name"].as_str().unwrap_or_default().to_string()).collect()
+    items
+        .map(|i| i["metadata"]["name"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 fn configmap(name: &str, value: &str) -> Vec<u8> {
