@@ -2,6 +2,10 @@
 //! against a real `berth server`. The script does the asserting (models must deserialize, errors must arrive as
 //! `ApiException`s with the right status); this file only starts the server and reports the script's output.
 
+// End-to-end tests are synchronous programs driving real processes in real time; the workspace ban on
+// blocking sleeps and std Instant is for async code, whose time must be virtual.
+#![allow(clippy::disallowed_methods)]
+
 mod support;
 
 use std::process::Command;

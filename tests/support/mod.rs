@@ -183,7 +183,10 @@ impl Server {
             .arg(self.data_dir())
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "BERTH_LOG",
+                std::env::var("BERTH_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log);
