@@ -3,6 +3,10 @@
 //!
 //! It does not test well-formed requests; the kubectl and Python tests do that.
 
+// End-to-end tests are synchronous programs driving real processes in real time; the workspace ban on
+// blocking sleeps and std Instant is for async code, whose time must be virtual.
+#![allow(clippy::disallowed_methods)]
+
 mod support;
 
 use serde_json::Value;

@@ -6,6 +6,10 @@
 //! The writers are `tests/python/crash_writer.py` (the official client, in threads). This file only orchestrates
 //! and checks; it does not measure performance.
 
+// End-to-end tests are synchronous programs driving real processes in real time; the workspace ban on
+// blocking sleeps and std Instant is for async code, whose time must be virtual.
+#![allow(clippy::disallowed_methods)]
+
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};

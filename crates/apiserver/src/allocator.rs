@@ -40,7 +40,11 @@ fn port_key(port: i64) -> String {
 fn invalid(obj: &Value, field: &str, message: String) -> ApiError {
     let r = berth_api::resources::by_plural("", "v1", "services");
     let name = berth_api::meta::name(obj).to_string();
-    let cause = Cause { reason: "FieldValueInvalid".into(), message, field: field.into() };
+    let cause = Cause {
+        reason: "FieldValueInvalid".into(),
+        message,
+        field: field.into(),
+    };
     match r {
         Some(r) => ApiError::invalid(r, &name, vec![cause]),
         None => ApiError::invalid_request(cause.message),
@@ -52,20 +56,32 @@ fn is_service(r: &ResourceInfo) -> bool {
 }
 
 fn needs_node_ports(svc: &Value) -> bool {
-    matches!(svc.pointer("/spec/type").and_then(Value::as_str), Some("NodePort" | "LoadBalancer"))
+    matches!(
+        svc.pointer("/spec/type").and_then(Value::as_str),
+        Some("NodePort" | "LoadBalancer")
+    )
 }
 
 fn node_ports(svc: &Value) -> Vec<i64> {
     svc.pointer("/spec/ports")
         .and_then(Value::as_array)
-        .map(|ps| ps.iter().filter_map(|p| p.get("nodePort").and_then(Value::as_i64)).collect())
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn cluster_ips(svc: &Value) -> Vec<String> {
     svc.pointer("/spec/clusterIPs")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).filter(|s| s != "None").collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .filter(|s| s != "None")
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -73,10 +89,15 @@ impl Allocator {
     /// An allocator handing out addresses from `cidr` (e.g. `10.96.0.0/16`). The first address is reserved for
     /// the `kubernetes` service, as upstream does.
     pub fn new(store: Arc<dyn Store>, cidr: &str) -> anyhow::Result<Self> {
-        let (ip, bits) = cidr.split_once('/').ok_or_else(|| anyhow::anyhow!("service CIDR {cidr:?} has no prefix length"))?;
+        let (ip, bits) = cidr
+            .split_once('/')
+            .ok_or_else(|| anyhow::anyhow!("service CIDR {cidr:?} has no prefix length"))?;
         let ip: Ipv4Addr = ip.parse()?;
         let bits: u32 = bits.parse()?;
-        anyhow::ensure!((8..=28).contains(&bits), "service CIDR prefix length must be between 8 and 28");
+        anyhow::ensure!(
+            (8..=28).contains(&bits),
+            "service CIDR prefix length must be between 8 and 28"
+        );
         let size = 1u32 << (32 - bits);
         let base = u32::from(ip) & !(size - 1);
         Ok(Allocator { store, base, size })
@@ -111,7 +132,9 @@ impl Allocator {
             return;
         }
         for f in ["clusterIP", "clusterIPs"] {
-            let empty = new.pointer(&format!("/spec/{f}")).is_none_or(|v| v.is_null() || v == "" || v == &json!([]));
+            let empty = new
+                .pointer(&format!("/spec/{f}"))
+                .is_none_or(|v| v.is_null() || v == "" || v == &json!([]));
             if empty {
                 if let Some(v) = old.pointer(&format!("/spec/{f}")) {
                     new["spec"][f] = v.clone();
@@ -119,13 +142,19 @@ impl Allocator {
             }
         }
         if needs_node_ports(new) {
-            let old_ports = old.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+            let old_ports = old
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
                 for p in ports.iter_mut() {
                     if p.get("nodePort").is_some() {
                         continue;
                     }
-                    let same = old_ports.iter().find(|o| o.get("port") == p.get("port") && o.get("protocol") == p.get("protocol"));
+                    let same = old_ports
+                        .iter()
+                        .find(|o| o.get("port") == p.get("port") && o.get("protocol") == p.get("protocol"));
                     if let Some(np) = same.and_then(|o| o.get("nodePort")) {
                         p["nodePort"] = np.clone();
                     }
@@ -136,7 +165,13 @@ impl Allocator {
 
     /// Fills in and claims the cluster IP and node ports of a Service being written. `old` is the stored object
     /// on update. Returns what was newly claimed, so a failed write can give it back.
-    pub async fn allocate(&self, r: &ResourceInfo, owner: &str, svc: &mut Value, old: Option<&Value>) -> Result<Allocated> {
+    pub async fn allocate(
+        &self,
+        r: &ResourceInfo,
+        owner: &str,
+        svc: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<Allocated> {
         let mut out = Allocated::default();
         if !is_service(r) {
             return Ok(out);
@@ -160,9 +195,17 @@ impl Allocator {
     }
 
     async fn allocate_into(&self, owner: &str, svc: &mut Value, out: &mut Allocated) -> Result<()> {
-        let ty = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+        let ty = svc
+            .pointer("/spec/type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string();
         if ty != "ExternalName" {
-            let requested = svc.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+            let requested = svc
+                .pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             if requested == "None" {
                 svc["spec"]["clusterIPs"] = json!(["None"]);
             } else if requested.is_empty() {
@@ -171,7 +214,11 @@ impl Allocator {
                 svc["spec"]["clusterIPs"] = json!([ip]);
             } else {
                 let ip: Ipv4Addr = requested.parse().map_err(|_| {
-                    invalid(svc, "spec.clusterIPs", format!("Invalid value: [\"{requested}\"]: must be a valid IP address"))
+                    invalid(
+                        svc,
+                        "spec.clusterIPs",
+                        format!("Invalid value: [\"{requested}\"]: must be a valid IP address"),
+                    )
                 })?;
                 if !self.contains(ip) {
                     return Err(invalid(
@@ -202,7 +249,11 @@ impl Allocator {
             }
         }
         if needs_node_ports(svc) {
-            let count = svc.pointer("/spec/ports").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+            let count = svc
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .map(Vec::len)
+                .unwrap_or(0);
             for i in 0..count {
                 let given = svc["spec"]["ports"][i].get("nodePort").and_then(Value::as_i64);
                 match given {

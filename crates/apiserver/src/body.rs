@@ -89,7 +89,9 @@ pub fn check_depth(v: &Value) -> Result<(), ApiError> {
     let mut stack = vec![(v, 1usize)];
     while let Some((v, depth)) = stack.pop() {
         if depth > MAX_DEPTH {
-            return Err(ApiError::bad_request(format!("request body is nested deeper than {MAX_DEPTH} levels")));
+            return Err(ApiError::bad_request(format!(
+                "request body is nested deeper than {MAX_DEPTH} levels"
+            )));
         }
         match v {
             Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
@@ -112,7 +114,10 @@ pub enum Output {
 /// Chooses the output from `Accept`: a Table when the client lists `as=Table` first-class, else JSON. Clients
 /// always accept JSON; a request that accepts neither JSON nor anything gets 406.
 pub fn negotiate(headers: &HeaderMap) -> Result<Output, ApiError> {
-    let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if accept.trim().is_empty() {
         return Ok(Output::Json);
     }
@@ -168,14 +173,22 @@ mod tests {
 
     #[test]
     fn typed_clients_and_python_get_json() {
-        assert_eq!(negotiate(&accept("application/vnd.kubernetes.protobuf,application/json")).unwrap(), Output::Json);
+        assert_eq!(
+            negotiate(&accept("application/vnd.kubernetes.protobuf,application/json")).unwrap(),
+            Output::Json
+        );
         assert_eq!(negotiate(&accept("application/json, */*")).unwrap(), Output::Json);
         assert_eq!(negotiate(&HeaderMap::new()).unwrap(), Output::Json);
     }
 
     #[test]
     fn protobuf_only_is_not_acceptable() {
-        assert_eq!(negotiate(&accept("application/vnd.kubernetes.protobuf")).unwrap_err().code, 406);
+        assert_eq!(
+            negotiate(&accept("application/vnd.kubernetes.protobuf"))
+                .unwrap_err()
+                .code,
+            406
+        );
     }
 
     #[test]

@@ -36,9 +36,9 @@ impl From<PatchError> for Error {
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Compacted { requested, compacted } => {
-                Error(ApiError::expired(format!("too old resource version: {requested} ({compacted})")))
-            }
+            StoreError::Compacted { requested, compacted } => Error(ApiError::expired(format!(
+                "too old resource version: {requested} ({compacted})"
+            ))),
             StoreError::Closed => Error(ApiError::unavailable("the storage is shutting down")),
             // Callers map AlreadyExists/NotFound/Conflict with resource context before this point; reaching here
             // with one of them is a bug, and so is anything else.

@@ -42,7 +42,10 @@ pub async fn resource(
         }
         (&Method::POST, None, None) => {
             let obj = read_object(&headers, body, r).await?;
-            let created = state.registry.create(r, ns.as_deref(), obj, &write_opts(&params)).await?;
+            let created = state
+                .registry
+                .create(r, ns.as_deref(), obj, &write_opts(&params))
+                .await?;
             Ok(json_response(StatusCode::CREATED, &created))
         }
         (&Method::DELETE, None, None) => delete_collection(&state, &target, &params, &headers, body).await,
@@ -54,7 +57,10 @@ pub async fn resource(
         (&Method::PUT, Some(name), sub @ (None | Some("status") | Some("finalize"))) => {
             let obj = read_object(&headers, body, r).await?;
             let sub = if sub == Some("finalize") { None } else { sub };
-            let updated = state.registry.update(r, ns.as_deref(), name, obj, sub, &write_opts(&params)).await?;
+            let updated = state
+                .registry
+                .update(r, ns.as_deref(), name, obj, sub, &write_opts(&params))
+                .await?;
             Ok(json_response(StatusCode::OK, &updated))
         }
         (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
@@ -86,7 +92,9 @@ pub async fn resource(
                 Deleted::Pending(obj) => Ok(json_response(StatusCode::OK, &obj)),
             }
         }
-        (_, Some(name), Some("scale")) => crate::scale::handle(&state, r, ns.as_deref(), name, &method, &headers, body, &params).await,
+        (_, Some(name), Some("scale")) => {
+            crate::scale::handle(&state, r, ns.as_deref(), name, &method, &headers, body, &params).await
+        }
         (&Method::POST, Some(name), Some("binding")) => {
             let binding = read_any(&headers, body, ("v1", "Binding")).await?;
             bind(&state, r, ns.as_deref(), name, &binding).await
@@ -94,14 +102,20 @@ pub async fn resource(
         (&Method::GET, Some(name), Some("log")) => {
             // Logs come from the node agent, which is not part of this server yet.
             state.registry.get(r, ns.as_deref(), name).await?;
-            Err(ApiError::bad_request(format!("pod \"{name}\" is not running on any node: no node agent serves it")).into())
+            Err(ApiError::bad_request(format!(
+                "pod \"{name}\" is not running on any node: no node agent serves it"
+            ))
+            .into())
         }
         _ => Err(ApiError::method_not_allowed().into()),
     }
 }
 
 fn write_opts(p: &Params) -> WriteOptions {
-    WriteOptions { dry_run: p.dry_run, strict: p.strict() }
+    WriteOptions {
+        dry_run: p.dry_run,
+        strict: p.strict(),
+    }
 }
 
 async fn read_any(headers: &HeaderMap, b: Body, fallback: (&str, &str)) -> Result<Value> {
@@ -156,7 +170,12 @@ fn apply_patch_doc(r: &ResourceInfo, kind: &str, ct: &str, old: &Value, doc: &Va
         return Err(ApiError::conflict(r, meta::name(old)).into());
     }
     if meta::str_field(&patched, "uid").is_some() && meta::str_field(&patched, "uid") != meta::str_field(old, "uid") {
-        return Err(ApiError::conflict_because(r, meta::name(old), "Precondition failed: UID in precondition does not match").into());
+        return Err(ApiError::conflict_because(
+            r,
+            meta::name(old),
+            "Precondition failed: UID in precondition does not match",
+        )
+        .into());
     }
     if meta::name(&patched) != meta::name(old) {
         return Err(ApiError::bad_request("metadata.name cannot be changed by a patch").into());
@@ -190,11 +209,19 @@ async fn apply_patch(
             let kind = r.kind;
             let updated = state
                 .registry
-                .write_loop(r, ns, name, None, &write_opts(params), |old| {
-                    let mut d = doc.clone();
-                    meta::metadata_mut(&mut d).remove("resourceVersion");
-                    Ok(patch::strategic_merge_patch(kind, old, &d)?)
-                }, None)
+                .write_loop(
+                    r,
+                    ns,
+                    name,
+                    None,
+                    &write_opts(params),
+                    |old| {
+                        let mut d = doc.clone();
+                        meta::metadata_mut(&mut d).remove("resourceVersion");
+                        Ok(patch::strategic_merge_patch(kind, old, &d)?)
+                    },
+                    None,
+                )
                 .await?;
             Ok(json_response(StatusCode::OK, &updated))
         }
@@ -226,7 +253,12 @@ async fn list(state: &AppState, target: &Target, params: &Params, output: Output
     let rv = rev.to_string();
     let body = match output {
         Output::Json => render::list(r, items, &rv),
-        Output::Table => render::table(r, &items, Some(&rv), IncludeObject::parse(params.include_object.as_deref())),
+        Output::Table => render::table(
+            r,
+            &items,
+            Some(&rv),
+            IncludeObject::parse(params.include_object.as_deref()),
+        ),
     };
     Ok(json_response(StatusCode::OK, &body))
 }
@@ -236,7 +268,12 @@ fn respond_one(r: &ResourceInfo, obj: Value, output: Output, params: &Params) ->
         Output::Json => json_response(StatusCode::OK, &obj),
         Output::Table => json_response(
             StatusCode::OK,
-            &render::table(r, std::slice::from_ref(&obj), None, IncludeObject::parse(params.include_object.as_deref())),
+            &render::table(
+                r,
+                std::slice::from_ref(&obj),
+                None,
+                IncludeObject::parse(params.include_object.as_deref()),
+            ),
         ),
     }
 }
@@ -244,7 +281,11 @@ fn respond_one(r: &ResourceInfo, obj: Value, output: Output, params: &Params) ->
 /// Reads DeleteOptions from the body (JSON or protobuf, often absent) and the query string.
 async fn delete_options(headers: &HeaderMap, b: Body, params: &Params) -> Result<DeleteOptions> {
     let bytes = body::read_limited(b).await?;
-    let mut opts = DeleteOptions { grace_period: params.grace_period_seconds, dry_run: params.dry_run, ..Default::default() };
+    let mut opts = DeleteOptions {
+        grace_period: params.grace_period_seconds,
+        dry_run: params.dry_run,
+        ..Default::default()
+    };
     if !bytes.is_empty() {
         let v = body::decode_object(headers, &bytes, ("meta.k8s.io/v1", "DeleteOptions"))?;
         if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
@@ -292,33 +333,59 @@ async fn delete_collection(
 }
 
 /// `POST pods/{name}/binding`: assigns a pod to a node, once (upstream's scheduler binding).
-async fn bind(state: &AppState, r: &'static ResourceInfo, ns: Option<&str>, name: &str, binding: &Value) -> Result<Response> {
+async fn bind(
+    state: &AppState,
+    r: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    binding: &Value,
+) -> Result<Response> {
     if r.kind != "Pod" {
         return Err(ApiError::method_not_allowed().into());
     }
-    let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if node.is_empty() {
         return Err(ApiError::bad_request("binding target name is required").into());
     }
     state
         .registry
-        .write_loop(r, ns, name, None, &WriteOptions::default(), |old| {
-            let current = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
-            if !current.is_empty() {
-                return Err(ApiError::conflict_because(
-                    r,
-                    name,
-                    &format!("pod {name} is already assigned to node \"{current}\""),
-                )
-                .into());
-            }
-            if meta::str_field(old, "deletionTimestamp").is_some() {
-                return Err(ApiError::conflict_because(r, name, "pod is being deleted, cannot be assigned to a host").into());
-            }
-            let mut next = old.clone();
-            next["spec"]["nodeName"] = json!(node);
-            Ok(next)
-        }, None)
+        .write_loop(
+            r,
+            ns,
+            name,
+            None,
+            &WriteOptions::default(),
+            |old| {
+                let current = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+                if !current.is_empty() {
+                    return Err(ApiError::conflict_because(
+                        r,
+                        name,
+                        &format!("pod {name} is already assigned to node \"{current}\""),
+                    )
+                    .into());
+                }
+                if meta::str_field(old, "deletionTimestamp").is_some() {
+                    return Err(ApiError::conflict_because(
+                        r,
+                        name,
+                        "pod is being deleted, cannot be assigned to a host",
+                    )
+                    .into());
+                }
+                let mut next = old.clone();
+                next["spec"]["nodeName"] = json!(node);
+                Ok(next)
+            },
+            None,
+        )
         .await?;
-    Ok(json_response(StatusCode::CREATED, &berth_api::status::success_status(None)))
+    Ok(json_response(
+        StatusCode::CREATED,
+        &berth_api::status::success_status(None),
+    ))
 }

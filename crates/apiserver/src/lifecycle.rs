@@ -47,14 +47,29 @@ pub async fn bootstrap(state: &AppState, secure_port: u16) -> Result<()> {
             "sessionAffinity": "None",
         },
     });
-    ignore_exists(state.registry.create(svc, Some("default"), service, &WriteOptions::default()).await)?;
+    ignore_exists(
+        state
+            .registry
+            .create(svc, Some("default"), service, &WriteOptions::default())
+            .await,
+    )?;
     let ep = resource("", "endpoints")?;
-    let host = state.advertise.rsplit_once(':').map(|(h, _)| h).unwrap_or(&state.advertise).to_string();
+    let host = state
+        .advertise
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(&state.advertise)
+        .to_string();
     let endpoints = json!({
         "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [{"ip": host}], "ports": [{"name": "https", "port": secure_port, "protocol": "TCP"}]}],
     });
-    ignore_exists(state.registry.create(ep, Some("default"), endpoints, &WriteOptions::default()).await)?;
+    ignore_exists(
+        state
+            .registry
+            .create(ep, Some("default"), endpoints, &WriteOptions::default())
+            .await,
+    )?;
     Ok(())
 }
 
@@ -114,7 +129,10 @@ async fn finalize_namespaces(state: &AppState) -> Result<bool> {
     let ns_r = resource("", "namespaces")?;
     let (namespaces, _) = state.registry.list(ns_r, None).await?;
     let mut busy = false;
-    for ns in namespaces.iter().filter(|n| meta::str_field(n, "deletionTimestamp").is_some()) {
+    for ns in namespaces
+        .iter()
+        .filter(|n| meta::str_field(n, "deletionTimestamp").is_some())
+    {
         let name = meta::name(ns).to_string();
         let mut remaining = 0usize;
         for r in RESOURCES.iter().filter(|r| r.namespaced()) {
@@ -124,7 +142,11 @@ async fn finalize_namespaces(state: &AppState) -> Result<bool> {
                 if meta::str_field(&item, "deletionTimestamp").is_some() {
                     continue;
                 }
-                match state.registry.delete(r, Some(&name), meta::name(&item), &DeleteOptions::default()).await {
+                match state
+                    .registry
+                    .delete(r, Some(&name), meta::name(&item), &DeleteOptions::default())
+                    .await
+                {
                     Ok(Deleted::Gone(_)) => remaining -= 1,
                     Ok(Deleted::Pending(_)) => {}
                     Err(Error(e)) if e.code == 404 => remaining -= 1,
@@ -139,11 +161,19 @@ async fn finalize_namespaces(state: &AppState) -> Result<bool> {
         // Empty: drop the `kubernetes` finalizer; with no finalizers left the namespace is deleted.
         let r = state
             .registry
-            .write_loop(ns_r, None, &name, None, &WriteOptions::default(), |old| {
-                let mut next = old.clone();
-                next["spec"]["finalizers"] = json!([]);
-                Ok(next)
-            }, None)
+            .write_loop(
+                ns_r,
+                None,
+                &name,
+                None,
+                &WriteOptions::default(),
+                |old| {
+                    let mut next = old.clone();
+                    next["spec"]["finalizers"] = json!([]);
+                    Ok(next)
+                },
+                None,
+            )
             .await;
         match r {
             Ok(_) => {}
@@ -170,7 +200,11 @@ async fn expire_events(state: &AppState, ttl: Duration) -> Result<()> {
             .is_some_and(|t| t.with_timezone(&chrono::Utc) < cutoff);
         if old {
             let ns = meta::namespace(&ev).to_string();
-            match state.registry.delete(r, Some(&ns), meta::name(&ev), &DeleteOptions::default()).await {
+            match state
+                .registry
+                .delete(r, Some(&ns), meta::name(&ev), &DeleteOptions::default())
+                .await
+            {
                 Ok(_) => {}
                 Err(Error(e)) if e.code == 404 => {}
                 Err(e) => return Err(e),

@@ -53,7 +53,12 @@ pub fn document(group: &str, version: &str) -> Option<Value> {
         };
         paths.insert(collection.clone(), json!({"post": op}));
         paths.insert(format!("{collection}/{{name}}"), json!({"put": op, "patch": op}));
-        let schema_name = format!("io.berth.{}.{}.{}", if r.group.is_empty() { "core" } else { r.group }, r.version, r.kind);
+        let schema_name = format!(
+            "io.berth.{}.{}.{}",
+            if r.group.is_empty() { "core" } else { r.group },
+            r.version,
+            r.kind
+        );
         schemas.insert(
             schema_name,
             json!({"type": "object", "x-kubernetes-group-version-kind": [gvk]}),
@@ -76,7 +81,10 @@ pub fn index() -> Value {
     for (g, v) in group_versions() {
         if let Some(doc) = document(g, v) {
             let p = gv_path(g, v);
-            paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(&doc))}));
+            paths.insert(
+                p.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(&doc))}),
+            );
         }
     }
     json!({"paths": paths})
@@ -130,7 +138,12 @@ mod tests {
             }
             let on_disk = std::fs::read_to_string(&path)
                 .unwrap_or_else(|_| panic!("{} is missing; run with BERTH_UPDATE_OPENAPI=1", path.display()));
-            assert_eq!(on_disk, text, "{} drifted from the code; run with BERTH_UPDATE_OPENAPI=1", path.display());
+            assert_eq!(
+                on_disk,
+                text,
+                "{} drifted from the code; run with BERTH_UPDATE_OPENAPI=1",
+                path.display()
+            );
         }
     }
 

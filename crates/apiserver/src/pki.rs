@@ -8,7 +8,7 @@
 use std::fs;
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -53,7 +53,11 @@ fn ca_params() -> Result<CertificateParams> {
     dn.push(DnType::CommonName, CA_NAME);
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     validity(&mut params, 10);
     Ok(params)
 }
@@ -113,7 +117,9 @@ impl Pki {
         params.use_authority_key_identifier_extension = true;
         validity(&mut params, 1);
         let leaf_key = KeyPair::generate()?;
-        let leaf = params.signed_by(&leaf_key, &issuer, &ca_key).context("issuing the serving certificate")?;
+        let leaf = params
+            .signed_by(&leaf_key, &issuer, &ca_key)
+            .context("issuing the serving certificate")?;
         write_private(&dir.join("server.crt"), leaf.pem().as_bytes())?;
 
         let token_path = dir.join("token");
@@ -137,7 +143,11 @@ impl Pki {
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
             )?;
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Pki { ca_pem, token, tls: Arc::new(tls) })
+        Ok(Pki {
+            ca_pem,
+            token,
+            tls: Arc::new(tls),
+        })
     }
 
     /// The admin kubeconfig for a server at `url`.
@@ -151,7 +161,7 @@ impl Pki {
 }
 
 /// Writes the kubeconfig atomically, readable by the owner only (it holds the admin token).
-pub fn write_kubeconfig(path: &PathBuf, contents: &str) -> Result<()> {
+pub fn write_kubeconfig(path: &Path, contents: &str) -> Result<()> {
     write_private(path, contents.as_bytes())
 }
 

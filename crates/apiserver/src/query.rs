@@ -43,12 +43,15 @@ pub fn parse_bool(name: &str, v: &str) -> Result<bool, ApiError> {
     match v {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(ApiError::bad_request(format!("invalid value {v:?} for boolean parameter {name:?}"))),
+        _ => Err(ApiError::bad_request(format!(
+            "invalid value {v:?} for boolean parameter {name:?}"
+        ))),
     }
 }
 
 fn parse_int<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ApiError> {
-    v.parse().map_err(|_| ApiError::bad_request(format!("invalid value {v:?} for integer parameter {name:?}")))
+    v.parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid value {v:?} for integer parameter {name:?}")))
 }
 
 impl Params {
@@ -103,7 +106,10 @@ mod tests {
 
     #[test]
     fn selectors_are_percent_decoded() {
-        let p = Params::parse(Some("labelSelector=app%3Dweb&fieldSelector=metadata.name%3Dx&watch=True")).unwrap();
+        let p = Params::parse(Some(
+            "labelSelector=app%3Dweb&fieldSelector=metadata.name%3Dx&watch=True",
+        ))
+        .unwrap();
         assert_eq!(p.label_selector.as_deref(), Some("app=web"));
         assert_eq!(p.field_selector.as_deref(), Some("metadata.name=x"));
         assert!(p.watch);

@@ -77,7 +77,9 @@ pub fn decode(kv: &KeyValue) -> Result<Value> {
 fn encode(obj: &Value) -> Result<Bytes> {
     let mut obj = obj.clone();
     meta::metadata_mut(&mut obj).remove("resourceVersion");
-    serde_json::to_vec(&obj).map(Bytes::from).map_err(|e| Error(ApiError::internal(e)))
+    serde_json::to_vec(&obj)
+        .map(Bytes::from)
+        .map_err(|e| Error(ApiError::internal(e)))
 }
 
 fn parse_rv(rv: &str) -> Result<Revision> {
@@ -90,7 +92,9 @@ fn parse_rv(rv: &str) -> Result<Revision> {
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::thread_rng();
-    (0..5).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 impl Registry {
@@ -148,6 +152,7 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Value> {
         check_type(r, &obj)?;
+        check_decodes(r, &obj)?;
         if opts.strict {
             check_unknown_fields(r, &obj)?;
         }
@@ -160,13 +165,26 @@ impl Registry {
             return Err(ApiError::invalid(
                 r,
                 "",
-                vec![cause("FieldValueRequired", "Required value: name or generateName is required", "metadata.name")],
+                vec![cause(
+                    "FieldValueRequired",
+                    "Required value: name or generateName is required",
+                    "metadata.name",
+                )],
             )
             .into());
         }
         {
             let m = meta::metadata_mut(&mut obj);
-            for k in ["resourceVersion", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "generation", "managedFields"] {
+            for k in [
+                "resourceVersion",
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "selfLink",
+                "generation",
+                "managedFields",
+            ] {
                 m.remove(k);
             }
             m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
@@ -226,6 +244,7 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Value> {
         check_type(r, &new)?;
+        check_decodes(r, &new)?;
         if opts.strict {
             check_unknown_fields(r, &new)?;
         }
@@ -245,7 +264,8 @@ impl Registry {
             Some(rv) if !rv.is_empty() => Some(parse_rv(rv)?),
             _ => None,
         };
-        self.write_loop(r, ns, name, precondition, opts, |_old| Ok(new.clone()), subresource).await
+        self.write_loop(r, ns, name, precondition, opts, |_old| Ok(new.clone()), subresource)
+            .await
     }
 
     /// Read-modify-write with retries on conflicting writers: `f` maps the current object to the desired one.
@@ -273,6 +293,7 @@ impl Registry {
             let old = decode(&kv)?;
             let mut desired = f(&old)?;
             check_type(r, &desired)?;
+            check_decodes(r, &desired)?;
             set_type(r, &mut desired);
             if meta::name(&desired) != name && !meta::name(&desired).is_empty() {
                 return Err(ApiError::bad_request(format!(
@@ -367,11 +388,18 @@ impl Registry {
             let mut marked = old.clone();
             let mut pending = false;
             if let Some(g) = grace.filter(|g| *g > 0) {
-                let current = if is_deleting(&old) { Some(grace_seconds(&old)) } else { None };
+                let current = if is_deleting(&old) {
+                    Some(grace_seconds(&old))
+                } else {
+                    None
+                };
                 if current.is_none_or(|c| g < c) {
                     let when = Utc::now() + chrono::Duration::seconds(g);
                     let m = meta::metadata_mut(&mut marked);
-                    m.insert("deletionTimestamp".into(), json!(when.to_rfc3339_opts(SecondsFormat::Secs, true)));
+                    m.insert(
+                        "deletionTimestamp".into(),
+                        json!(when.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                    );
                     m.insert("deletionGracePeriodSeconds".into(), json!(g));
                 }
                 pending = true;
@@ -394,8 +422,11 @@ impl Registry {
                     m.insert("deletionGracePeriodSeconds".into(), json!(0));
                 }
                 marked["status"]["phase"] = json!("Terminating");
-                let spec_finalizers =
-                    marked.get("spec").and_then(|s| s.get("finalizers")).and_then(Value::as_array).map(Vec::len);
+                let spec_finalizers = marked
+                    .get("spec")
+                    .and_then(|s| s.get("finalizers"))
+                    .and_then(Value::as_array)
+                    .map(Vec::len);
                 if spec_finalizers.unwrap_or(0) > 0 {
                     pending = true;
                 }
@@ -430,7 +461,11 @@ impl Registry {
 }
 
 fn cause(reason: &str, message: &str, field: &str) -> Cause {
-    Cause { reason: reason.into(), message: message.into(), field: field.into() }
+    Cause {
+        reason: reason.into(),
+        message: message.into(),
+        field: field.into(),
+    }
 }
 
 /// The body's apiVersion/kind, when given, must be the endpoint's.
@@ -489,6 +524,15 @@ fn set_namespace(r: &ResourceInfo, ns: Option<&str>, obj: &mut Value) -> Result<
     Ok(())
 }
 
+/// Upstream refuses a body that does not decode into the kind's Go type (a string where a number belongs, bad
+/// base64 in a Secret, an unparsable quantity) with 400 before any validation.
+fn check_decodes(r: &ResourceInfo, obj: &Value) -> Result<()> {
+    match berth_api::validation::decode_error(r.kind, obj) {
+        Some(msg) => Err(ApiError::bad_request(msg).into()),
+        None => Ok(()),
+    }
+}
+
 fn check_unknown_fields(r: &ResourceInfo, obj: &Value) -> Result<()> {
     match berth_api::validation::strict_unknown_fields(r.kind, obj) {
         Ok(unknown) if unknown.is_empty() => Ok(()),
@@ -527,13 +571,19 @@ fn is_deleting(obj: &Value) -> bool {
 /// Whether a deleting object has nothing left to wait for: no finalizers, no grace period (pods) and, for
 /// namespaces, no `spec.finalizers` (the namespace controller's).
 fn can_finish_deletion(obj: &Value) -> bool {
-    let spec_finalizers = obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty())
+    let spec_finalizers = obj
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
         && obj.get("kind").and_then(Value::as_str) == Some("Namespace");
     is_deleting(obj) && finalizers(obj).is_empty() && grace_seconds(obj) == 0 && !spec_finalizers
 }
 
 fn grace_seconds(obj: &Value) -> i64 {
-    obj.get("metadata").and_then(|m| m.get("deletionGracePeriodSeconds")).and_then(Value::as_i64).unwrap_or(0)
+    obj.get("metadata")
+        .and_then(|m| m.get("deletionGracePeriodSeconds"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
 }
 
 fn finalizers(obj: &Value) -> Vec<String> {
@@ -576,7 +626,15 @@ fn prepare_update(r: &'static ResourceInfo, old: &Value, desired: Value, sub: Op
     {
         let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
         let m = meta::metadata_mut(&mut next);
-        for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name", "generation"] {
+        for k in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "namespace",
+            "name",
+            "generation",
+        ] {
             match old_meta.get(k) {
                 Some(v) => m.insert(k.into(), v.clone()),
                 None => m.remove(k),
@@ -591,7 +649,11 @@ fn prepare_update(r: &'static ResourceInfo, old: &Value, desired: Value, sub: Op
         berth_api::defaults::apply(r.kind, &mut next);
     }
     if strategy::tracks_generation(r) && strategy::generation_source(r, &next) != strategy::generation_source(r, old) {
-        let gen = old.get("metadata").and_then(|m| m.get("generation")).and_then(Value::as_i64).unwrap_or(0);
+        let gen = old
+            .get("metadata")
+            .and_then(|m| m.get("generation"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         meta::metadata_mut(&mut next).insert("generation".into(), json!(gen + 1));
     }
     let mut old_cmp = old.clone();

@@ -23,7 +23,9 @@ fn selector_string(r: &ResourceInfo, obj: &Value) -> String {
         let m = meta::string_map(sel);
         return m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
     }
-    sel.and_then(|s| LabelSelector::from_json(s).ok()).map(|s| s.to_string()).unwrap_or_default()
+    sel.and_then(|s| LabelSelector::from_json(s).ok())
+        .map(|s| s.to_string())
+        .unwrap_or_default()
 }
 
 /// The Scale view of a parent object.
@@ -69,7 +71,10 @@ pub async fn handle(
     b: Body,
     params: &Params,
 ) -> Result<Response> {
-    let opts = WriteOptions { dry_run: params.dry_run, strict: false };
+    let opts = WriteOptions {
+        dry_run: params.dry_run,
+        strict: false,
+    };
     match *method {
         Method::GET => {
             let obj = state.registry.get(r, ns, name).await?;
@@ -80,18 +85,28 @@ pub async fn handle(
             let scale = body::decode_object(headers, &bytes, ("autoscaling/v1", "Scale"))?;
             let replicas = replicas_of(&scale)?;
             let precondition = match meta::str_field(&scale, "resourceVersion") {
-                Some(rv) if !rv.is_empty() => Some(berth_store::Revision(
-                    rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?,
-                )),
+                Some(rv) if !rv.is_empty() => {
+                    Some(berth_store::Revision(rv.parse().map_err(|_| {
+                        ApiError::bad_request(format!("invalid resource version: {rv:?}"))
+                    })?))
+                }
                 _ => None,
             };
             let updated = state
                 .registry
-                .write_loop(r, ns, name, precondition, &opts, |old| {
-                    let mut next = old.clone();
-                    next["spec"]["replicas"] = json!(replicas);
-                    Ok(next)
-                }, None)
+                .write_loop(
+                    r,
+                    ns,
+                    name,
+                    precondition,
+                    &opts,
+                    |old| {
+                        let mut next = old.clone();
+                        next["spec"]["replicas"] = json!(replicas);
+                        Ok(next)
+                    },
+                    None,
+                )
                 .await?;
             Ok(json_response(StatusCode::OK, &scale_of(r, &updated)))
         }
@@ -101,23 +116,32 @@ pub async fn handle(
             let doc = body::parse_json(&bytes)?;
             let updated = state
                 .registry
-                .write_loop(r, ns, name, None, &opts, |old| {
-                    let current = scale_of(r, old);
-                    let patched = match ct.as_str() {
-                        "application/json-patch+json" => berth_machinery::patch::json_patch(&current, &doc)?,
-                        "application/merge-patch+json" => berth_machinery::patch::merge_patch(&current, &doc),
-                        "application/strategic-merge-patch+json" => {
-                            berth_machinery::patch::strategic_merge_patch("Scale", &current, &doc)?
+                .write_loop(
+                    r,
+                    ns,
+                    name,
+                    None,
+                    &opts,
+                    |old| {
+                        let current = scale_of(r, old);
+                        let patched = match ct.as_str() {
+                            "application/json-patch+json" => berth_machinery::patch::json_patch(&current, &doc)?,
+                            "application/merge-patch+json" => berth_machinery::patch::merge_patch(&current, &doc),
+                            "application/strategic-merge-patch+json" => {
+                                berth_machinery::patch::strategic_merge_patch("Scale", &current, &doc)?
+                            }
+                            other => return Err(ApiError::unsupported_patch_type(other).into()),
+                        };
+                        if meta::str_field(&patched, "resourceVersion") != meta::str_field(&current, "resourceVersion")
+                        {
+                            return Err(ApiError::conflict(r, name).into());
                         }
-                        other => return Err(ApiError::unsupported_patch_type(other).into()),
-                    };
-                    if meta::str_field(&patched, "resourceVersion") != meta::str_field(&current, "resourceVersion") {
-                        return Err(ApiError::conflict(r, name).into());
-                    }
-                    let mut next = old.clone();
-                    next["spec"]["replicas"] = json!(replicas_of(&patched)?);
-                    Ok(next)
-                }, None)
+                        let mut next = old.clone();
+                        next["spec"]["replicas"] = json!(replicas_of(&patched)?);
+                        Ok(next)
+                    },
+                    None,
+                )
                 .await?;
             Ok(json_response(StatusCode::OK, &scale_of(r, &updated)))
         }

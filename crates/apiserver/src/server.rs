@@ -67,7 +67,10 @@ impl Config {
 /// Runs the API server until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
     if let Some(addr) = config.insecure_listen {
-        anyhow::ensure!(addr.ip().is_loopback(), "the insecure listener must be on a loopback address, not {addr}");
+        anyhow::ensure!(
+            addr.ip().is_loopback(),
+            "the insecure listener must be on a loopback address, not {addr}"
+        );
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
@@ -75,7 +78,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let store: Arc<dyn berth_store::Store> = Arc::new(store);
 
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
     let local = listener.local_addr()?;
     let advertise_ip = config.advertise_address.unwrap_or_else(|| {
         if local.ip().is_unspecified() {
@@ -94,7 +99,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = AppState::new(store, &config.service_cidr, advertise.clone(), stop_rx.clone())?;
-    crate::lifecycle::bootstrap(&state, local.port()).await.map_err(|e| anyhow::anyhow!("bootstrap: {}", e.0))?;
+    crate::lifecycle::bootstrap(&state, local.port())
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrap: {}", e.0))?;
 
     let url = format!("https://{advertise}");
     let kubeconfig = config.data_dir.join("kubeconfig");
@@ -110,8 +117,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
         )
     };
     let secure = traced(
-        crate::router(state.clone())
-            .layer(axum::middleware::from_fn_with_state(token, crate::auth::require_token)),
+        crate::router(state.clone()).layer(axum::middleware::from_fn_with_state(token, crate::auth::require_token)),
     );
     let housekeeping = tokio::spawn(crate::lifecycle::run(state.clone(), config.event_ttl, stop_rx.clone()));
 
@@ -120,9 +126,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
     let (alive, mut drained) = mpsc::channel::<()>(1);
     let insecure = match config.insecure_listen {
         Some(addr) => {
-            let l = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
             tracing::warn!(addr = %l.local_addr()?, "plain-HTTP listener without authentication (development only)");
-            Some(tokio::spawn(serve_plain(l, traced(crate::router(state.clone())), stop_rx.clone(), alive.clone())))
+            Some(tokio::spawn(serve_plain(
+                l,
+                traced(crate::router(state.clone())),
+                stop_rx.clone(),
+                alive.clone(),
+            )))
         }
         None => None,
     };

@@ -8,7 +8,10 @@ use serde_json::{json, Value};
 /// Whether `metadata.generation` starts at 1 and is bumped on every spec change (upstream does this for
 /// workload kinds so controllers can report `status.observedGeneration`).
 pub fn tracks_generation(r: &ResourceInfo) -> bool {
-    matches!(r.kind, "Pod" | "Deployment" | "ReplicaSet" | "ReplicationController" | "EndpointSlice")
+    matches!(
+        r.kind,
+        "Pod" | "Deployment" | "ReplicaSet" | "ReplicationController" | "EndpointSlice"
+    )
 }
 
 /// The part of an object whose change bumps the generation.
@@ -27,7 +30,10 @@ pub fn generation_source(r: &ResourceInfo, obj: &Value) -> Value {
 pub fn initial_status(r: &ResourceInfo, obj: &Value) -> Option<Value> {
     match r.kind {
         "Pod" => {
-            let qos = obj.get("spec").map(berth_api::defaults::pod_qos_class).unwrap_or("BestEffort");
+            let qos = obj
+                .get("spec")
+                .map(berth_api::defaults::pod_qos_class)
+                .unwrap_or("BestEffort");
             Some(json!({"phase": "Pending", "qosClass": qos}))
         }
         // `replicas` has no omitempty upstream and the Python client requires it.
@@ -48,12 +54,22 @@ pub fn graceful_period(r: &ResourceInfo, obj: &Value, requested: Option<i64>) ->
     }
     let spec = obj.get("spec")?;
     // Upstream: an unscheduled pod, or one that already finished, has nothing to stop.
-    let bound = spec.get("nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-    let phase = obj.get("status").and_then(|s| s.get("phase")).and_then(Value::as_str).unwrap_or("");
+    let bound = spec
+        .get("nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let phase = obj
+        .get("status")
+        .and_then(|s| s.get("phase"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if !bound || phase == "Succeeded" || phase == "Failed" {
         return Some(0);
     }
-    let default = spec.get("terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30);
+    let default = spec
+        .get("terminationGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(30);
     Some(requested.unwrap_or(default).max(0))
 }
 

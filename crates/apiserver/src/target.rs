@@ -36,24 +36,27 @@ impl Target {
             _ => return Err(ApiError::path_not_found()),
         };
         let find = |plural: &str| resources::by_plural(group, version, plural).ok_or_else(ApiError::path_not_found);
-        let target = |resource: &'static ResourceInfo, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| {
-            if name.is_some_and(str::is_empty) || namespace.is_some_and(str::is_empty) {
-                return Err(ApiError::path_not_found());
-            }
-            if let Some(s) = sub {
-                if resource.subresource(s).is_none() {
+        let target =
+            |resource: &'static ResourceInfo, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| {
+                if name.is_some_and(str::is_empty) || namespace.is_some_and(str::is_empty) {
                     return Err(ApiError::path_not_found());
                 }
-            }
-            Ok(Target {
-                resource,
-                namespace: namespace.map(str::to_string),
-                name: name.map(str::to_string),
-                subresource: sub.map(str::to_string),
-            })
-        };
+                if let Some(s) = sub {
+                    if resource.subresource(s).is_none() {
+                        return Err(ApiError::path_not_found());
+                    }
+                }
+                Ok(Target {
+                    resource,
+                    namespace: namespace.map(str::to_string),
+                    name: name.map(str::to_string),
+                    subresource: sub.map(str::to_string),
+                })
+            };
         match rest {
-            ["namespaces", ns, plural, tail @ ..] if group.is_empty() && is_namespace_sub(plural) && tail.is_empty() => {
+            ["namespaces", ns, plural, tail @ ..]
+                if group.is_empty() && is_namespace_sub(plural) && tail.is_empty() =>
+            {
                 target(find("namespaces")?, None, Some(ns), Some(plural))
             }
             ["namespaces", ns, plural, tail @ ..] => {
@@ -85,7 +88,11 @@ impl Target {
 
     /// The storage key of the addressed object (requires a name).
     pub fn key(&self) -> String {
-        object_key(self.resource, self.namespace.as_deref(), self.name.as_deref().unwrap_or(""))
+        object_key(
+            self.resource,
+            self.namespace.as_deref(),
+            self.name.as_deref().unwrap_or(""),
+        )
     }
 
     /// The storage prefix of the addressed collection.
@@ -124,7 +131,10 @@ pub fn collection_prefix(r: &ResourceInfo, namespace: Option<&str>) -> String {
 mod tests {
     use super::*;
 
-    fn check(path: &str, expected: Option<(&str, Option<&str>, Option<&str>, Option<&str>)>) {
+    /// (plural, namespace, name, subresource) a path should resolve to.
+    type Expected<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
+    fn check(path: &str, expected: Option<Expected>) {
         match (Target::parse(path), expected) {
             (Ok(t), Some((plural, ns, name, sub))) => {
                 assert_eq!(t.resource.plural, plural, "{path}");
@@ -140,14 +150,32 @@ mod tests {
     #[test]
     fn resource_paths_resolve_like_upstream() {
         check("/api/v1/pods", Some(("pods", None, None, None)));
-        check("/api/v1/namespaces/default/pods", Some(("pods", Some("default"), None, None)));
-        check("/api/v1/namespaces/default/pods/web", Some(("pods", Some("default"), Some("web"), None)));
-        check("/api/v1/namespaces/default/pods/web/status", Some(("pods", Some("default"), Some("web"), Some("status"))));
+        check(
+            "/api/v1/namespaces/default/pods",
+            Some(("pods", Some("default"), None, None)),
+        );
+        check(
+            "/api/v1/namespaces/default/pods/web",
+            Some(("pods", Some("default"), Some("web"), None)),
+        );
+        check(
+            "/api/v1/namespaces/default/pods/web/status",
+            Some(("pods", Some("default"), Some("web"), Some("status"))),
+        );
         check("/api/v1/namespaces", Some(("namespaces", None, None, None)));
-        check("/api/v1/namespaces/kube-system", Some(("namespaces", None, Some("kube-system"), None)));
-        check("/api/v1/namespaces/x/status", Some(("namespaces", None, Some("x"), Some("status"))));
+        check(
+            "/api/v1/namespaces/kube-system",
+            Some(("namespaces", None, Some("kube-system"), None)),
+        );
+        check(
+            "/api/v1/namespaces/x/status",
+            Some(("namespaces", None, Some("x"), Some("status"))),
+        );
         check("/api/v1/nodes/n1", Some(("nodes", None, Some("n1"), None)));
-        check("/apis/apps/v1/namespaces/d/deployments/w/scale", Some(("deployments", Some("d"), Some("w"), Some("scale"))));
+        check(
+            "/apis/apps/v1/namespaces/d/deployments/w/scale",
+            Some(("deployments", Some("d"), Some("w"), Some("scale"))),
+        );
         check("/apis/apps/v1/deployments", Some(("deployments", None, None, None)));
     }
 

@@ -110,7 +110,13 @@ fn error_line(e: &ApiError) -> Bytes {
 pub async fn serve(state: AppState, target: Target, params: Params, output: Output) -> Result<Response> {
     let r = target.resource;
     let (ls, fs) = selectors(r, &params)?;
-    let filter = Filter { r, ls, fs, output, include: IncludeObject::parse(params.include_object.as_deref()) };
+    let filter = Filter {
+        r,
+        ls,
+        fs,
+        output,
+        include: IncludeObject::parse(params.include_object.as_deref()),
+    };
     let store = state.registry.store().clone();
     let prefix = target.prefix();
 
@@ -129,9 +135,15 @@ pub async fn serve(state: AppState, target: Target, params: Params, output: Outp
     let start = if from_snapshot {
         let (kvs, rev) = store.list(&prefix, None).await?;
         if send_initial && !rv.is_empty() && rv != "0" {
-            let want: u64 = rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
+            let want: u64 = rv
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
             if want > rev.0 {
-                return Err(ApiError::invalid_request(format!("Too large resource version: {want}, current: {}", rev.0)).into());
+                return Err(ApiError::invalid_request(format!(
+                    "Too large resource version: {want}, current: {}",
+                    rev.0
+                ))
+                .into());
             }
         }
         for kv in &kvs {
@@ -145,7 +157,10 @@ pub async fn serve(state: AppState, target: Target, params: Params, output: Outp
         }
         rev
     } else {
-        Revision(rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?)
+        Revision(
+            rv.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?,
+        )
     };
 
     let (tx, rx) = mpsc::channel::<std::result::Result<Bytes, Infallible>>(256);
@@ -153,11 +168,16 @@ pub async fn serve(state: AppState, target: Target, params: Params, output: Outp
         Ok(s) => Some(s),
         Err(StoreError::Compacted { requested, compacted }) => {
             // Upstream reports an expired start inside a 200 stream, as an ERROR event; clients relist.
-            initial.push(error_line(&ApiError::expired(format!("too old resource version: {requested} ({compacted})"))));
+            initial.push(error_line(&ApiError::expired(format!(
+                "too old resource version: {requested} ({compacted})"
+            ))));
             None
         }
         Err(StoreError::FutureRevision { requested, current }) => {
-            return Err(ApiError::invalid_request(format!("Too large resource version: {requested}, current: {current}")).into())
+            return Err(ApiError::invalid_request(format!(
+                "Too large resource version: {requested}, current: {current}"
+            ))
+            .into())
         }
         Err(e) => return Err(e.into()),
     };

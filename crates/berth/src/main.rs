@@ -68,7 +68,9 @@ fn default_data_dir() -> PathBuf {
 
 fn init_tracing(json: bool) {
     let filter = EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -102,8 +104,12 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Kubeconfig { data_dir } => {
             let path = data_dir.join("kubeconfig");
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {} (has `berth server` run with this data dir?)", path.display()))?;
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "reading {} (has `berth server` run with this data dir?)",
+                    path.display()
+                )
+            })?;
             print!("{text}");
             Ok(())
         }
