@@ -341,7 +341,8 @@ impl Server {
     }
 
     /// Sends one raw HTTPS request with curl, verifying the server against the cluster CA. `token` is sent as a
-    /// bearer token when given; `body` is sent as-is. Returns the HTTP status and the response body.
+    /// bearer token when given; `body` is sent as-is. Returns the HTTP status and the response body; panics if no
+    /// final response arrived (see `try_curl`).
     pub fn curl(
         &self,
         method: &str,
@@ -350,43 +351,64 @@ impl Server {
         content_type: &str,
         body: &[u8],
     ) -> (u16, String) {
+        let reply = self.try_curl(method, path, token, content_type, body);
+        assert!(
+            reply.code >= 200,
+            "curl {method} {path} got no final HTTP response ({}): {}",
+            reply.code,
+            reply.stderr
+        );
+        (reply.code, reply.body)
+    }
+
+    /// Like `curl`, but returns whatever happened: `code` is curl's last status, 0 if nothing came back.
+    pub fn try_curl(&self, method: &str, path: &str, token: Option<&str>, content_type: &str, body: &[u8]) -> Reply {
         let creds = self.credentials();
         let n = NEXT_BACKGROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let body_path = self.dir.path().join(format!("curl-{n}.body"));
         let resp_path = self.dir.path().join(format!("curl-{n}.resp"));
         fs::write(&body_path, body).expect("write request body");
         let mut cmd = Command::new("curl");
-        // HTTP/1.1: over HTTP/2, a server answering before it has read the whole body (401, 413) resets the
-        // stream, which curl 7.88 reports as a framing error instead of showing the response.
-        cmd.args(["-sS", "--http1.1", "--max-time", "30", "-o"])
+        // HTTP/1.1: over HTTP/2, a server answering before it has read the whole body (401, 413) resets the stream,
+        // which curl 7.88 reports as a framing error instead of showing the response.
+        cmd.arg("--http1.1");
+        // curl sends `Expect: 100-continue` with big bodies, so a server can refuse one by its Content-Length before
+        // any of it is sent; wait for that answer rather than start uploading after curl's 1 s default.
+        cmd.args([
+            "--expect100-timeout",
+            "30",
+            "--max-time",
+            "60",
+            "-sS",
+            "--write-out",
+            "%{http_code}",
+        ]);
+        cmd.arg("--output")
             .arg(&resp_path)
-            .args(["-w", "%{http_code}", "-X", method, "--cacert"])
-            .arg(&creds.ca_path)
-            .args([
-                "-H",
-                &format!("Content-Type: {content_type}"),
-                "-H",
-                "Accept: application/json",
-            ]);
+            .args(["--request", method])
+            .arg("--cacert")
+            .arg(&creds.ca_path);
+        cmd.args([
+            "--header",
+            "Accept: application/json",
+            "--header",
+            &format!("Content-Type: {content_type}"),
+        ]);
         if let Some(token) = token {
-            cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+            cmd.args(["--header", &format!("Authorization: Bearer {token}")]);
         }
         if !body.is_empty() {
             cmd.arg("--data-binary").arg(format!("@{}", body_path.display()));
         }
-        let out = cmd
-            .arg(format!("{}{path}", creds.server))
-            .output()
-            .expect("run curl (is curl installed?)");
-        // A server may answer early (413) and reset the upload, which curl reports as an error after printing the
-        // status it got; only a missing status (000) means there was no answer.
-        let code: u16 = text(&out.stdout).trim().parse().unwrap_or(0);
-        assert!(
-            code != 0,
-            "curl {method} {path} got no HTTP response: {}",
-            text(&out.stderr)
-        );
-        (code, fs::read_to_string(&resp_path).unwrap_or_default())
+        cmd.arg(format!("{}{path}", creds.server));
+        let out = cmd.output().expect("run curl (is curl installed?)");
+        Reply {
+            // A server may answer early (413) and close the upload, which curl reports as an error after the
+            // status it got, so the exit code alone says little.
+            code: text(&out.stdout).trim().parse().unwrap_or(0),
+            body: fs::read_to_string(&resp_path).unwrap_or_default(),
+            stderr: text(&out.stderr),
+        }
     }
 
     /// A path in this server's temp dir (not its data dir) for test scratch files.
@@ -406,6 +428,16 @@ impl Drop for Server {
             );
         }
     }
+}
+
+/// What `try_curl` saw.
+pub struct Reply {
+    /// The last HTTP status curl received (100 if only `100 Continue` came), 0 if none.
+    pub code: u16,
+    /// The response body.
+    pub body: String,
+    /// curl's own error messages.
+    pub stderr: String,
 }
 
 /// What a raw HTTP client needs to talk to the server as the admin.
