@@ -56,9 +56,17 @@ impl Api {
 
     async fn create_ns(&self, c: &reqwest::Client, ns: &str) -> Result<()> {
         let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-        let resp =
-            c.post(format!("{}/api/v1/namespaces", self.base)).bearer_auth(&self.token).json(&body).send().await?;
-        anyhow::ensure!(resp.status().is_success(), "namespace create returned {}", resp.status());
+        let resp = c
+            .post(format!("{}/api/v1/namespaces", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            resp.status().is_success(),
+            "namespace create returned {}",
+            resp.status()
+        );
         Ok(())
     }
 }
@@ -86,7 +94,9 @@ async fn store_baseline(dir: &Path, writers: usize) -> Result<f64> {
             let mut n = 0u64;
             while Instant::now() < deadline {
                 let key = format!("/bench/{w}/{n}");
-                store.create(&key, bytes::Bytes::from_static(b"{\"data\":{\"k\":\"v\"}}")).await?;
+                store
+                    .create(&key, bytes::Bytes::from_static(b"{\"data\":{\"k\":\"v\"}}"))
+                    .await?;
                 n += 1;
             }
             Ok::<u64, berth_store::StoreError>(n)
@@ -171,7 +181,10 @@ async fn watch_fanout(api: &Arc<Api>, ns: &str, watchers: usize, rate: u64, secs
     let total = (rate * secs) as usize;
     for _ in 0..watchers {
         let c = api.client()?;
-        let url = format!("{}/api/v1/namespaces/{ns}/configmaps?watch=true&resourceVersion={rv}", api.base);
+        let url = format!(
+            "{}/api/v1/namespaces/{ns}/configmaps?watch=true&resourceVersion={rv}",
+            api.base
+        );
         let token = api.token.clone();
         let acked = acked.clone();
         handles.push(tokio::spawn(async move {
@@ -224,7 +237,12 @@ async fn watch_fanout(api: &Arc<Api>, ns: &str, watchers: usize, rate: u64, secs
     for t in tasks {
         t.await??;
     }
-    let mut out = FanOut { received_min: usize::MAX, received_max: 0, sent: total, lag_ms: Vec::new() };
+    let mut out = FanOut {
+        received_min: usize::MAX,
+        received_max: 0,
+        sent: total,
+        lag_ms: Vec::new(),
+    };
     for h in handles {
         let (got, lags) = h.await??;
         out.received_min = out.received_min.min(got);
@@ -247,7 +265,10 @@ async fn main() -> Result<()> {
         .map_err(|_| anyhow::anyhow!("crypto provider already installed"))?;
     let tmp = tempfile::tempdir()?;
 
-    println!("# berth API benchmark ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "# berth API benchmark ({} cores)",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
     let mut base_rates = Vec::new();
     for run in 0..RUNS {
         base_rates.push(store_baseline(&tmp.path().join(format!("store{run}")), 64).await?);
