@@ -74,6 +74,12 @@ fn create_from_file_prints_created_and_get_prints_the_upstream_deployment_table(
     assert_eq!(rows[0], ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
     let r = row(&rows, "webapp");
     assert!(r[1].ends_with("/3"), "READY should be n/3, got {r:?}");
+    // AGE is a short human duration, seconds for an object this young.
+    assert!(
+        r[4].ends_with('s') && r[4][..r[4].len() - 1].parse::<u32>().is_ok(),
+        "AGE cell {:?}",
+        r[4]
+    );
 
     let wide = table(&s.kubectl_ok(&["get", "deploy", "webapp", "-o", "wide"]));
     assert_eq!(
@@ -712,4 +718,55 @@ fn the_kubeconfig_command_prints_the_admin_kubeconfig() {
         Some(format!("https://127.0.0.1:{}", s.port()).as_str())
     );
     assert_eq!(written["contexts"][0]["context"]["namespace"].as_str(), Some("default"));
+}
+
+#[test]
+fn an_unknown_field_is_a_strict_decoding_error_and_validate_false_drops_it() {
+    let s = Server::start();
+    let typo = std::fs::read_to_string(manifest("webapp-deployment.yaml"))
+        .expect("read manifest")
+        .replace("  replicas: 3", "  replica: 3");
+    let out = s.kubectl_stdin(&["create", "-f", "-"], &typo);
+    assert!(
+        !out.status.success(),
+        "a misspelt field must be rejected under the default --validate=strict"
+    );
+    let err = support::text(&out.stderr);
+    assert!(err.contains("unknown field \"spec.replica\""), "{err}");
+    assert!(
+        s.kubectl(&["get", "deploy", "webapp"]).status.code() != Some(0),
+        "nothing stored"
+    );
+
+    // With validation off kubectl asks the server to ignore unknown fields: the object is created without it
+    // and gets the default of one replica.
+    s.kubectl_stdin_ok(&["create", "--validate=false", "-f", "-"], &typo);
+    assert_eq!(get_json(&s, &["deploy", "webapp"])["spec"]["replicas"], 1);
+}
+
+#[test]
+fn field_selectors_multiple_types_names_and_delete_from_file() {
+    let s = Server::start();
+    s.kubectl_ok(&["create", "-f", &manifest("multi.yaml")]);
+    s.kubectl_ok(&["create", "-f", &manifest("webapp-pod.yaml")]);
+    s.kubectl_ok(&["run", "other", "--image=busybox"]);
+
+    let names = s.kubectl_ok(&["get", "pods", "--field-selector", "metadata.name=other", "-o", "name"]);
+    assert_eq!(names, "pod/other\n");
+    let pending = s.kubectl_ok(&["get", "pods", "--field-selector", "status.phase=Pending", "-o", "name"]);
+    assert_eq!(pending, "pod/other\npod/webapp\n");
+    let err = s.kubectl_err(&["get", "pods", "--field-selector", "spec.nope=x"]);
+    assert!(err.contains("field label not supported: spec.nope"), "{err}");
+
+    let both = s.kubectl_ok(&["get", "deploy,svc", "-o", "name"]);
+    assert!(
+        both.contains("deployment.apps/my-deployment\n") && both.contains("service/my-service\n"),
+        "{both}"
+    );
+
+    let out = s.kubectl_ok(&["delete", "-f", &manifest("multi.yaml")]);
+    assert!(out.contains("deployment.apps \"my-deployment\" deleted"), "{out}");
+    assert!(out.contains("service \"my-service\" deleted"), "{out}");
+    let err = s.kubectl_err(&["get", "-f", &manifest("multi.yaml")]);
+    assert!(err.contains("deployments.apps \"my-deployment\" not found"), "{err}");
 }
