@@ -53,15 +53,22 @@ pub fn json_response(code: StatusCode, body: &serde_json::Value) -> Response {
     (code, [(http::header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
+impl Error {
+    /// The Status a client may see: internal errors are logged here, once, and replaced by a generic message
+    /// (their detail is for operators, not clients); every other error is returned as is.
+    pub fn public(&self) -> ApiError {
+        if self.0.reason == "InternalError" {
+            tracing::error!(error = %self.0.message, "internal error");
+            return ApiError::internal("an internal error occurred; see the server log");
+        }
+        self.0.clone()
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let code = StatusCode::from_u16(self.0.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if code.is_server_error() {
-            // Operators need the detail; clients get upstream's generic wording only.
-            tracing::error!(error = %self.0.message, "internal error");
-            let generic = ApiError::internal("an internal error occurred; see the server log");
-            return json_response(code, &generic.to_status());
-        }
-        json_response(code, &self.0.to_status())
+        let public = self.public();
+        let code = StatusCode::from_u16(public.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        json_response(code, &public.to_status())
     }
 }

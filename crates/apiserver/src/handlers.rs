@@ -29,6 +29,11 @@ pub async fn resource(
 ) -> Result<Response> {
     let target = Target::parse(uri.path())?;
     let params = Params::parse(uri.query())?;
+    // Refuse an announced oversized body before reading any of it (and before any `100 Continue`).
+    let announced = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > body::MAX_BODY_BYTES as u64) {
+        return Err(ApiError::too_large(body::MAX_BODY_BYTES).into());
+    }
     let ns = target.namespace.clone();
     let r = target.resource;
     match (&method, target.name.as_deref(), target.subresource.as_deref()) {

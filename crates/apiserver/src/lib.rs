@@ -28,6 +28,9 @@ pub mod strategy;
 pub mod target;
 pub mod watch;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 use axum::routing::get;

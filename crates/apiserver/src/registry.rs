@@ -308,6 +308,7 @@ impl Registry {
                 None => return Ok(old),
             };
             self.allocator.keep_allocated(r, &old, &mut next);
+            check_no_new_finalizers(r, &old, &next)?;
             validate(r, &next, Some(&old))?;
             if opts.dry_run {
                 return Ok(next);
@@ -568,6 +569,30 @@ fn is_deleting(obj: &Value) -> bool {
     meta::str_field(obj, "deletionTimestamp").is_some()
 }
 
+/// Once an object is being deleted its finalizers may only be removed, never added (upstream's
+/// `ValidateObjectMetaUpdate`): otherwise a deletion could be postponed forever.
+fn check_no_new_finalizers(r: &'static ResourceInfo, old: &Value, next: &Value) -> Result<()> {
+    if !is_deleting(old) {
+        return Ok(());
+    }
+    let before = finalizers(old);
+    let added: Vec<String> = finalizers(next).into_iter().filter(|f| !before.contains(f)).collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    let list = added.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", ");
+    Err(ApiError::invalid(
+        r,
+        meta::name(old),
+        vec![cause(
+            "FieldValueForbidden",
+            &format!("Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{list}}}"),
+            "metadata.finalizers",
+        )],
+    )
+    .into())
+}
+
 /// Whether a deleting object has nothing left to wait for: no finalizers, no grace period (pods) and, for
 /// namespaces, no `spec.finalizers` (the namespace controller's).
 fn can_finish_deletion(obj: &Value) -> bool {
@@ -642,8 +667,7 @@ fn prepare_update(r: &'static ResourceInfo, old: &Value, desired: Value, sub: Op
         }
         m.remove("resourceVersion");
         m.remove("selfLink");
-        // Once deleting, finalizers may be removed but not added (upstream rejects additions; dropping them
-        // silently would lose the client's intent, so keep the rule simple: no new finalizers while deleting).
+        m.remove("managedFields");
     }
     if sub != Some("status") {
         berth_api::defaults::apply(r.kind, &mut next);

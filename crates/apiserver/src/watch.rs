@@ -209,7 +209,7 @@ pub async fn serve(state: AppState, target: Target, params: Params, output: Outp
                             Ok(Some(line)) => if tx.send(Ok(line)).await.is_err() { return },
                             Ok(None) => {}
                             Err(e) => {
-                                let _ = tx.send(Ok(error_line(&e.0))).await;
+                                let _ = tx.send(Ok(error_line(&e.public()))).await;
                                 return;
                             }
                         }
