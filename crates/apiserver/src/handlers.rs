@@ -30,7 +30,10 @@ pub async fn resource(
     let target = Target::parse(uri.path())?;
     let params = Params::parse(uri.query())?;
     // Refuse an announced oversized body before reading any of it (and before any `100 Continue`).
-    let announced = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let announced = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > body::MAX_BODY_BYTES as u64) {
         return Err(ApiError::too_large(body::MAX_BODY_BYTES).into());
     }

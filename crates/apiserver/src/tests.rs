@@ -28,8 +28,17 @@ impl Api {
     }
 
     async fn call(&self, method: Method, uri: &str, content_type: &str, body: Value) -> (StatusCode, Value) {
-        let body = if body.is_null() { Body::empty() } else { Body::from(body.to_string()) };
-        let req = Request::builder().method(method).uri(uri).header("content-type", content_type).body(body).unwrap();
+        let body = if body.is_null() {
+            Body::empty()
+        } else {
+            Body::from(body.to_string())
+        };
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", content_type)
+            .body(body)
+            .unwrap();
         let resp = router(self.state.clone()).oneshot(req).await.unwrap();
         let status = resp.status();
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
@@ -49,7 +58,8 @@ impl Api {
     }
 
     async fn merge(&self, uri: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::PATCH, uri, "application/merge-patch+json", body).await
+        self.call(Method::PATCH, uri, "application/merge-patch+json", body)
+            .await
     }
 
     async fn delete(&self, uri: &str) -> (StatusCode, Value) {
@@ -103,18 +113,32 @@ async fn create_sets_server_owned_metadata_and_ignores_client_status() {
     assert_ne!(created["metadata"]["uid"], "client-chosen");
     assert_eq!(created["metadata"]["generation"], 1);
     assert!(created["metadata"]["creationTimestamp"].is_string());
-    assert!(created["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().is_ok());
+    assert!(created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse::<u64>()
+        .is_ok());
     assert_eq!(created["status"], json!({}));
-    assert_eq!(created["spec"]["strategy"]["type"], "RollingUpdate", "defaulted like upstream");
+    assert_eq!(
+        created["spec"]["strategy"]["type"], "RollingUpdate",
+        "defaulted like upstream"
+    );
 }
 
 #[tokio::test]
 async fn generation_moves_on_spec_changes_only() {
     let api = Api::new().await;
     api.post(DEPLOYMENTS, deployment("web", 1)).await;
-    let (_, labelled) = api.merge(&format!("{DEPLOYMENTS}/web"), json!({"metadata": {"labels": {"x": "y"}}})).await;
+    let (_, labelled) = api
+        .merge(
+            &format!("{DEPLOYMENTS}/web"),
+            json!({"metadata": {"labels": {"x": "y"}}}),
+        )
+        .await;
     assert_eq!(labelled["metadata"]["generation"], 1);
-    let (_, scaled) = api.merge(&format!("{DEPLOYMENTS}/web"), json!({"spec": {"replicas": 3}})).await;
+    let (_, scaled) = api
+        .merge(&format!("{DEPLOYMENTS}/web"), json!({"spec": {"replicas": 3}}))
+        .await;
     assert_eq!(scaled["metadata"]["generation"], 2);
 }
 
@@ -122,7 +146,9 @@ async fn generation_moves_on_spec_changes_only() {
 async fn put_with_a_stale_resource_version_is_a_conflict_and_changes_nothing() {
     let api = Api::new().await;
     let (_, created) = api.post(DEPLOYMENTS, deployment("web", 1)).await;
-    let (_, _) = api.merge(&format!("{DEPLOYMENTS}/web"), json!({"spec": {"replicas": 2}})).await;
+    let (_, _) = api
+        .merge(&format!("{DEPLOYMENTS}/web"), json!({"spec": {"replicas": 2}}))
+        .await;
     let mut stale = created.clone();
     stale["spec"]["replicas"] = json!(5);
     let (code, status) = api.put(&format!("{DEPLOYMENTS}/web"), stale).await;
@@ -136,10 +162,15 @@ async fn put_with_a_stale_resource_version_is_a_conflict_and_changes_nothing() {
 async fn the_main_endpoint_ignores_status_and_the_status_endpoint_ignores_spec() {
     let api = Api::new().await;
     api.post(DEPLOYMENTS, deployment("web", 1)).await;
-    let (_, a) = api.merge(&format!("{DEPLOYMENTS}/web"), json!({"status": {"replicas": 7}})).await;
+    let (_, a) = api
+        .merge(&format!("{DEPLOYMENTS}/web"), json!({"status": {"replicas": 7}}))
+        .await;
     assert_eq!(a["status"].get("replicas"), None);
     let (code, b) = api
-        .merge(&format!("{DEPLOYMENTS}/web/status"), json!({"spec": {"replicas": 9}, "status": {"replicas": 7}}))
+        .merge(
+            &format!("{DEPLOYMENTS}/web/status"),
+            json!({"spec": {"replicas": 9}, "status": {"replicas": 7}}),
+        )
         .await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(b["status"]["replicas"], 7);
@@ -155,13 +186,25 @@ async fn finalizers_hold_a_deleted_object_until_removed_and_none_can_be_added() 
     let (code, pending) = api.delete(uri).await;
     assert_eq!(code, StatusCode::OK);
     assert!(pending["metadata"]["deletionTimestamp"].is_string());
-    assert_eq!(api.get(uri).await.0, StatusCode::OK, "still there while a finalizer remains");
-    let (code, _) =
-        api.merge(uri, json!({"metadata": {"finalizers": ["example.com/wait", "example.com/more"]}})).await;
+    assert_eq!(
+        api.get(uri).await.0,
+        StatusCode::OK,
+        "still there while a finalizer remains"
+    );
+    let (code, _) = api
+        .merge(
+            uri,
+            json!({"metadata": {"finalizers": ["example.com/wait", "example.com/more"]}}),
+        )
+        .await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
     let (code, _) = api.merge(uri, json!({"metadata": {"finalizers": null}})).await;
     assert_eq!(code, StatusCode::OK);
-    assert_eq!(api.get(uri).await.0, StatusCode::NOT_FOUND, "gone once the last finalizer is removed");
+    assert_eq!(
+        api.get(uri).await.0,
+        StatusCode::NOT_FOUND,
+        "gone once the last finalizer is removed"
+    );
 }
 
 #[tokio::test]
@@ -179,11 +222,21 @@ async fn deleting_a_pod_bound_to_a_node_is_graceful_and_an_unbound_one_is_immedi
     api.post(pods, pod("loose", None)).await;
     let (_, b) = api.delete(&format!("{pods}/bound")).await;
     assert_eq!(b["metadata"]["deletionGracePeriodSeconds"], 30);
-    assert_eq!(api.get(&format!("{pods}/bound")).await.0, StatusCode::OK, "the agent finishes it");
+    assert_eq!(
+        api.get(&format!("{pods}/bound")).await.0,
+        StatusCode::OK,
+        "the agent finishes it"
+    );
     api.delete(&format!("{pods}/loose")).await;
     assert_eq!(api.get(&format!("{pods}/loose")).await.0, StatusCode::NOT_FOUND);
     // A forced delete (grace 0) of the terminating pod removes it.
-    api.call(Method::DELETE, &format!("{pods}/bound?gracePeriodSeconds=0"), "application/json", Value::Null).await;
+    api.call(
+        Method::DELETE,
+        &format!("{pods}/bound?gracePeriodSeconds=0"),
+        "application/json",
+        Value::Null,
+    )
+    .await;
     assert_eq!(api.get(&format!("{pods}/bound")).await.0, StatusCode::NOT_FOUND);
 }
 
@@ -203,7 +256,11 @@ async fn services_get_distinct_cluster_ips_and_a_deleted_service_releases_its_ip
     let (_, b) = api.post(svcs, svc("b", None)).await;
     assert_ne!(b["spec"]["clusterIP"], a["spec"]["clusterIP"]);
     let (code, _) = api.post(svcs, svc("c", Some("10.96.5.5"))).await;
-    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "an allocated IP cannot be taken twice");
+    assert_eq!(
+        code,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "an allocated IP cannot be taken twice"
+    );
     api.delete(&format!("{svcs}/a")).await;
     let (code, c) = api.post(svcs, svc("c", Some("10.96.5.5"))).await;
     assert_eq!(code, StatusCode::CREATED, "{c}");
@@ -219,14 +276,20 @@ async fn watch_list_sends_initial_objects_then_the_initial_events_end_bookmark_t
     let state = api.state.clone();
     let writer = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let api = Api { state, _stop: tokio::sync::watch::channel(false).0 };
+        let api = Api {
+            state,
+            _stop: tokio::sync::watch::channel(false).0,
+        };
         api.post(DEPLOYMENTS, deployment("two", 1)).await;
     });
     let events = api.watch(&uri, 3).await;
     writer.await.unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["ADDED", "BOOKMARK", "ADDED"]);
-    assert_eq!(events[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    assert_eq!(
+        events[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
     assert_eq!(events[2]["object"]["metadata"]["name"], "two");
 }
 
@@ -235,9 +298,22 @@ async fn a_watch_from_a_revision_sees_later_changes_and_selector_exits_as_deleti
     let api = Api::new().await;
     let (_, created) = api.post(DEPLOYMENTS, deployment("web", 1)).await;
     let rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
-    api.merge(&format!("{DEPLOYMENTS}/web"), json!({"metadata": {"labels": {"tier": "a"}}})).await;
-    api.merge(&format!("{DEPLOYMENTS}/web"), json!({"metadata": {"labels": {"tier": "b"}}})).await;
-    let events = api.watch(&format!("{DEPLOYMENTS}?watch=true&resourceVersion={rv}&labelSelector=tier%3Da"), 2).await;
+    api.merge(
+        &format!("{DEPLOYMENTS}/web"),
+        json!({"metadata": {"labels": {"tier": "a"}}}),
+    )
+    .await;
+    api.merge(
+        &format!("{DEPLOYMENTS}/web"),
+        json!({"metadata": {"labels": {"tier": "b"}}}),
+    )
+    .await;
+    let events = api
+        .watch(
+            &format!("{DEPLOYMENTS}?watch=true&resourceVersion={rv}&labelSelector=tier%3Da"),
+            2,
+        )
+        .await;
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["ADDED", "DELETED"], "entering then leaving the selection");
 }
