@@ -154,10 +154,10 @@ async fn read_patch(headers: &HeaderMap, b: Body) -> Result<(String, Value)> {
     Ok((ct, doc))
 }
 
-/// Applies one PATCH document to the current object. A patch that carries a resourceVersion makes it a
-/// precondition (409 when stale), as upstream does.
-fn apply_patch_doc(r: &ResourceInfo, kind: &str, ct: &str, old: &Value, doc: &Value) -> Result<Value> {
-    let patched = match ct {
+/// Applies a PATCH document of content type `ct` to `old`, for an object of `kind` (strategic merge patch needs
+/// the kind's list semantics). Shared by every endpoint that takes patches.
+pub fn apply_patch_type(kind: &str, ct: &str, old: &Value, doc: &Value) -> Result<Value> {
+    Ok(match ct {
         "application/json-patch+json" => patch::json_patch(old, doc)?,
         "application/merge-patch+json" => {
             if !doc.is_object() {
@@ -165,13 +165,20 @@ fn apply_patch_doc(r: &ResourceInfo, kind: &str, ct: &str, old: &Value, doc: &Va
             }
             patch::merge_patch(old, doc)
         }
-        _ => {
+        "application/strategic-merge-patch+json" => {
             if !doc.is_object() {
                 return Err(ApiError::bad_request("a strategic merge patch must be a JSON object").into());
             }
             patch::strategic_merge_patch(kind, old, doc)?
         }
-    };
+        other => return Err(ApiError::unsupported_patch_type(other).into()),
+    })
+}
+
+/// Applies one PATCH document to the current object. A patch that carries a resourceVersion makes it a
+/// precondition (409 when stale), as upstream does.
+fn apply_patch_doc(r: &ResourceInfo, kind: &str, ct: &str, old: &Value, doc: &Value) -> Result<Value> {
+    let patched = apply_patch_type(kind, ct, old, doc)?;
     let old_rv = meta::str_field(old, "resourceVersion");
     let new_rv = meta::str_field(&patched, "resourceVersion");
     if new_rv.is_some_and(|v| !v.is_empty()) && new_rv != old_rv {

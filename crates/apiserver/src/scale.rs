@@ -124,14 +124,7 @@ pub async fn handle(
                     &opts,
                     |old| {
                         let current = scale_of(r, old);
-                        let patched = match ct.as_str() {
-                            "application/json-patch+json" => berth_machinery::patch::json_patch(&current, &doc)?,
-                            "application/merge-patch+json" => berth_machinery::patch::merge_patch(&current, &doc),
-                            "application/strategic-merge-patch+json" => {
-                                berth_machinery::patch::strategic_merge_patch("Scale", &current, &doc)?
-                            }
-                            other => return Err(ApiError::unsupported_patch_type(other).into()),
-                        };
+                        let patched = crate::handlers::apply_patch_type("Scale", &ct, &current, &doc)?;
                         if meta::str_field(&patched, "resourceVersion") != meta::str_field(&current, "resourceVersion")
                         {
                             return Err(ApiError::conflict(r, name).into());

@@ -12,6 +12,8 @@ mod tests;
 
 pub use field::{escape_value, FieldOp, FieldRequirement, FieldSelector};
 pub use label::{LabelSelector, LabelSelectorRequirement, Operator, Requirement};
+/// Upstream's label key and value checks (`IsQualifiedName`, `IsValidLabelValue`), shared with object validation.
+pub use validation::{label_value_errors, qualified_name_errors};
 
 /// A selector that failed to parse or validate. The server renders it as 400 BadRequest with this message,
 /// which follows upstream's wording so kubectl users see familiar text.

@@ -83,7 +83,7 @@ fn dns1123_subdomain_errors(value: &str) -> Vec<String> {
 
 /// Upstream's `IsQualifiedName`: `[prefix/]name`, where prefix is a DNS-1123 subdomain. Returns the list of
 /// problems (empty when valid).
-pub(crate) fn qualified_name_errors(value: &str) -> Vec<String> {
+pub fn qualified_name_errors(value: &str) -> Vec<String> {
     let parts: Vec<&str> = value.split('/').collect();
     let mut errs = Vec::new();
     let name = match parts.as_slice() {
@@ -131,7 +131,7 @@ pub(crate) fn qualified_name_errors(value: &str) -> Vec<String> {
 }
 
 /// Upstream's `IsValidLabelValue`: empty, or at most 63 characters of the qualified-name alphabet.
-pub(crate) fn label_value_errors(value: &str) -> Vec<String> {
+pub fn label_value_errors(value: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if value.len() > MAX_NAME_LEN {
         errs.push(max_len_error(MAX_NAME_LEN));
