@@ -49,8 +49,8 @@ pub struct AppState {
     pub allocator: allocator::Allocator,
     /// Flips to `true` when the server begins shutting down; watches end on it.
     pub shutdown: signal::Receiver<bool>,
-    /// `host:port` clients should use (reported in `/api` discovery).
-    pub advertise: String,
+    /// The address clients should use (reported in `/api` discovery and the `kubernetes` Endpoints).
+    pub advertise: std::net::SocketAddr,
 }
 
 impl AppState {
@@ -58,7 +58,7 @@ impl AppState {
     pub fn new(
         store: Arc<dyn Store>,
         service_cidr: &str,
-        advertise: String,
+        advertise: std::net::SocketAddr,
         shutdown: signal::Receiver<bool>,
     ) -> anyhow::Result<AppState> {
         let allocator = allocator::Allocator::new(store.clone(), service_cidr)?;

@@ -54,12 +54,7 @@ pub async fn bootstrap(state: &AppState, secure_port: u16) -> Result<()> {
             .await,
     )?;
     let ep = resource("", "endpoints")?;
-    let host = state
-        .advertise
-        .rsplit_once(':')
-        .map(|(h, _)| h)
-        .unwrap_or(&state.advertise)
-        .to_string();
+    let host = state.advertise.ip().to_string();
     let endpoints = json!({
         "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [{"ip": host}], "ports": [{"name": "https", "port": secure_port, "protocol": "TCP"}]}],

@@ -82,7 +82,8 @@ fn encode(obj: &Value) -> Result<Bytes> {
         .map_err(|e| Error(ApiError::internal(e)))
 }
 
-fn parse_rv(rv: &str) -> Result<Revision> {
+/// Parses a client-supplied resourceVersion (a decimal store revision); anything else is a 400.
+pub fn parse_rv(rv: &str) -> Result<Revision> {
     rv.parse::<u64>()
         .map(Revision)
         .map_err(|_| Error(ApiError::bad_request(format!("invalid resource version: {rv:?}"))))
@@ -315,7 +316,7 @@ impl Registry {
             }
             // A deleting object whose last finalizer was just removed is deleted (upstream's
             // "shouldDeleteDuringUpdate").
-            if can_finish_deletion(&next) {
+            if can_finish_deletion(r, &next) {
                 return match self.store.delete(&key, Some(kv.mod_revision)).await {
                     Ok(kv) => {
                         self.allocator.release(r, &old).await;
@@ -415,20 +416,13 @@ impl Registry {
                 }
                 pending = true;
             }
-            if r.kind == "Namespace" {
-                // Namespace contents are removed by the namespace controller, which then finalizes it.
+            if strategy::mark_deleting(r, &mut marked) {
                 if !is_deleting(&marked) {
                     let m = meta::metadata_mut(&mut marked);
                     m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
                     m.insert("deletionGracePeriodSeconds".into(), json!(0));
                 }
-                marked["status"]["phase"] = json!("Terminating");
-                let spec_finalizers = marked
-                    .get("spec")
-                    .and_then(|s| s.get("finalizers"))
-                    .and_then(Value::as_array)
-                    .map(Vec::len);
-                if spec_finalizers.unwrap_or(0) > 0 {
+                if strategy::waits_on_spec_finalizers(r, &marked) {
                     pending = true;
                 }
             }
@@ -593,15 +587,13 @@ fn check_no_new_finalizers(r: &'static ResourceInfo, old: &Value, next: &Value) 
     .into())
 }
 
-/// Whether a deleting object has nothing left to wait for: no finalizers, no grace period (pods) and, for
-/// namespaces, no `spec.finalizers` (the namespace controller's).
-fn can_finish_deletion(obj: &Value) -> bool {
-    let spec_finalizers = obj
-        .pointer("/spec/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty())
-        && obj.get("kind").and_then(Value::as_str) == Some("Namespace");
-    is_deleting(obj) && finalizers(obj).is_empty() && grace_seconds(obj) == 0 && !spec_finalizers
+/// Whether a deleting object has nothing left to wait for: no finalizers, no grace period (pods) and no
+/// kind-specific finalizer (a namespace's `spec.finalizers`).
+fn can_finish_deletion(r: &ResourceInfo, obj: &Value) -> bool {
+    is_deleting(obj)
+        && finalizers(obj).is_empty()
+        && grace_seconds(obj) == 0
+        && !strategy::waits_on_spec_finalizers(r, obj)
 }
 
 fn grace_seconds(obj: &Value) -> i64 {

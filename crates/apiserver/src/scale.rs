@@ -85,11 +85,7 @@ pub async fn handle(
             let scale = body::decode_object(headers, &bytes, ("autoscaling/v1", "Scale"))?;
             let replicas = replicas_of(&scale)?;
             let precondition = match meta::str_field(&scale, "resourceVersion") {
-                Some(rv) if !rv.is_empty() => {
-                    Some(berth_store::Revision(rv.parse().map_err(|_| {
-                        ApiError::bad_request(format!("invalid resource version: {rv:?}"))
-                    })?))
-                }
+                Some(rv) if !rv.is_empty() => Some(crate::registry::parse_rv(rv)?),
                 _ => None,
             };
             let updated = state

@@ -95,10 +95,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
         hosts.push(local.ip().to_string());
     }
     let pki = Pki::load_or_create(&config.data_dir, &hosts)?;
-    let advertise = SocketAddr::new(advertise_ip, local.port()).to_string();
+    let advertise = SocketAddr::new(advertise_ip, local.port());
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let state = AppState::new(store, &config.service_cidr, advertise.clone(), stop_rx.clone())?;
+    let state = AppState::new(store, &config.service_cidr, advertise, stop_rx.clone())?;
     crate::lifecycle::bootstrap(&state, local.port())
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap: {}", e.0))?;

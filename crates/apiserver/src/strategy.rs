@@ -73,6 +73,26 @@ pub fn graceful_period(r: &ResourceInfo, obj: &Value, requested: Option<i64>) ->
     Some(requested.unwrap_or(default).max(0))
 }
 
+/// Whether a deleting object still waits on a kind-specific finalizer outside `metadata.finalizers`: a
+/// Namespace's `spec.finalizers`, which the namespace controller clears once the namespace is empty.
+pub fn waits_on_spec_finalizers(r: &ResourceInfo, obj: &Value) -> bool {
+    r.kind == "Namespace"
+        && obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+}
+
+/// Kind-specific changes to an object being marked for deletion: a Namespace shows `Terminating` (and is always
+/// marked, so the namespace controller sees it and removes its contents).
+pub fn mark_deleting(r: &ResourceInfo, obj: &mut Value) -> bool {
+    if r.kind != "Namespace" {
+        return false;
+    }
+    obj["status"]["phase"] = json!("Terminating");
+    true
+}
+
 /// Kind-specific changes to a new object before defaulting (upstream's `PrepareForCreate`). A Namespace always
 /// gets the `kubernetes` finalizer: it keeps the namespace in `Terminating` until its contents are deleted.
 pub fn prepare_create(r: &ResourceInfo, obj: &mut Value) {

@@ -22,7 +22,7 @@ impl Api {
     async fn new() -> Api {
         let (stop, rx) = tokio::sync::watch::channel(false);
         let store: Arc<dyn berth_store::Store> = Arc::new(berth_store::MemoryStore::new());
-        let state = AppState::new(store, "10.96.0.0/16", "127.0.0.1:6443".into(), rx).unwrap();
+        let state = AppState::new(store, "10.96.0.0/16", "127.0.0.1:6443".parse().unwrap(), rx).unwrap();
         crate::lifecycle::bootstrap(&state, 6443).await.unwrap();
         Api { state, _stop: stop }
     }

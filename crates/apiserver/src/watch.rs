@@ -30,7 +30,7 @@ use crate::body::Output;
 use crate::error::Result;
 use crate::handlers::{selected, selectors};
 use crate::query::Params;
-use crate::registry::decode;
+use crate::registry::{decode, parse_rv};
 use crate::render::{self, IncludeObject};
 use crate::target::Target;
 use crate::AppState;
@@ -135,9 +135,7 @@ pub async fn serve(state: AppState, target: Target, params: Params, output: Outp
     let start = if from_snapshot {
         let (kvs, rev) = store.list(&prefix, None).await?;
         if send_initial && !rv.is_empty() && rv != "0" {
-            let want: u64 = rv
-                .parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
+            let want = parse_rv(rv)?.0;
             if want > rev.0 {
                 return Err(ApiError::invalid_request(format!(
                     "Too large resource version: {want}, current: {}",
@@ -157,10 +155,7 @@ pub async fn serve(state: AppState, target: Target, params: Params, output: Outp
         }
         rev
     } else {
-        Revision(
-            rv.parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?,
-        )
+        parse_rv(rv)?
     };
 
     let (tx, rx) = mpsc::channel::<std::result::Result<Bytes, Infallible>>(256);
