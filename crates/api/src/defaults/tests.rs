@@ -1,3 +1,5 @@
+//! Unit tests for per-kind defaulting: each case is a manifest as a user writes it and the fields upstream would fill in.
+
 use serde_json::json;
 
 use super::*;

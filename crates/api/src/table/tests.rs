@@ -1,3 +1,5 @@
+//! Unit tests for the Table printers: columns and cells per kind, and the AGE format, checked against upstream's printers.
+
 use chrono::{Duration, TimeZone};
 use serde_json::json;
 

@@ -1,3 +1,5 @@
+//! Unit tests for validation: invalid objects per kind with upstream's exact field causes, and strict decoding.
+
 use serde_json::{json, Value};
 
 use super::*;
