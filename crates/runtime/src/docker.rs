@@ -1,0 +1,1 @@
+//! The Docker implementation of [`crate::ContainerRuntime`], through bollard. (Being written.)

@@ -1,0 +1,1 @@
+//! An in-memory [`crate::ContainerRuntime`] for unit tests. (Being written.)
