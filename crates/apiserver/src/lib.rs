@@ -38,7 +38,7 @@ use axum::Router;
 use berth_store::Store;
 use tokio::sync::watch as signal;
 
-pub use server::{run, Config};
+pub use server::{run, run_notify, Config, Ready};
 
 /// Shared state of every request handler.
 #[derive(Clone)]

@@ -64,8 +64,28 @@ impl Config {
     }
 }
 
+/// How to reach the running API server; what an in-process client (the local agent) needs.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    /// `https://<advertise address>:<port>`.
+    pub url: String,
+    /// The cluster CA certificate, PEM.
+    pub ca_pem: String,
+    /// The admin bearer token.
+    pub token: String,
+}
+
 /// Runs the API server until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+    run_notify(config, None, shutdown).await
+}
+
+/// Runs the API server until `shutdown` completes, sending [`Ready`] on `ready` once it accepts connections.
+pub async fn run_notify(
+    config: Config,
+    ready: Option<tokio::sync::oneshot::Sender<Ready>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
     if let Some(addr) = config.insecure_listen {
         anyhow::ensure!(
             addr.ip().is_loopback(),
@@ -107,6 +127,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
     let kubeconfig = config.data_dir.join("kubeconfig");
     write_kubeconfig(&kubeconfig, &pki.kubeconfig(&url))?;
     tracing::info!(%url, kubeconfig = %kubeconfig.display(), "berth API server listening");
+    if let Some(ready) = ready {
+        let _ = ready.send(Ready { url: url.clone(), ca_pem: pki.ca_pem.clone(), token: pki.token.clone() });
+    }
 
     let token: Arc<str> = Arc::from(pki.token.as_str());
     let traced = |r: Router| {
