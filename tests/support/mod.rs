@@ -76,11 +76,30 @@ pub struct Server {
     child: Option<Child>,
     dir: tempfile::TempDir,
     port: u16,
+    /// The node name of the server's own agent, when it runs one.
+    node: Option<String>,
 }
 
+static NEXT_NODE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 impl Server {
-    /// Starts a server on a fresh data dir and a free port, and waits until it is ready.
+    /// Starts an API-only server (no agent, no Docker) on a fresh data dir and a free port, and waits until it is
+    /// ready.
     pub fn start() -> Server {
+        Server::start_inner(None)
+    }
+
+    /// Starts an all-in-one server whose agent runs pods in the real Docker engine, under a node name unique to
+    /// this test (`e2e-<pid>-<n>`), so tests running in parallel never touch each other's containers. Every
+    /// container the agent creates carries `berth.node=<that name>`; they are all removed when the server is
+    /// dropped, even if the test fails.
+    pub fn start_with_agent() -> Server {
+        docker_required();
+        let n = NEXT_NODE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Server::start_inner(Some(format!("e2e-{}-{n}", std::process::id())))
+    }
+
+    fn start_inner(node: Option<String>) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -89,9 +108,28 @@ impl Server {
             child: None,
             dir,
             port: free_port(),
+            node,
         };
         server.spawn();
+        if let Some(node) = server.node.clone() {
+            let ready = eventually(Duration::from_secs(60), || {
+                let out = server.kubectl(&["get", "node", &node, "-o", "jsonpath={.status.conditions[0].status}"]);
+                (text(&out.stdout) == "True").then_some(())
+            });
+            assert!(ready.is_some(), "node {node} never became Ready\n{}", server.log());
+        }
         server
+    }
+
+    /// The node name of the server's agent.
+    pub fn node(&self) -> &str {
+        self.node.as_deref().expect("server runs no agent")
+    }
+
+    /// Kills the server's process (API server and agent) with SIGKILL, leaving containers running.
+    pub fn kill9_agent_and_restart(&mut self) {
+        self.kill9();
+        self.spawn();
     }
 
     /// The data dir the server owns.
@@ -182,14 +220,22 @@ impl Server {
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .env(
-                "BERTH_LOG",
-                std::env::var("BERTH_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log handle"))
-            .stderr(log);
+            .arg(format!("127.0.0.1:{}", self.port));
+        match &self.node {
+            Some(node) => {
+                cmd.args(["--node-name", node, "--agent-port", "0", "--node-ip", "127.0.0.1"]);
+            }
+            None => {
+                cmd.arg("--disable-agent");
+            }
+        }
+        cmd.env(
+            "BERTH_LOG",
+            std::env::var("BERTH_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log handle"))
+        .stderr(log);
         self.child = Some(cmd.spawn().expect("spawn berth server"));
         self.wait_ready();
     }
@@ -420,6 +466,9 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop(false);
+        if let Some(node) = &self.node {
+            remove_containers(&format!("berth.node={node}"));
+        }
         if std::thread::panicking() {
             eprintln!(
                 "--- berth server log ({}) ---\n{}",
@@ -494,6 +543,34 @@ impl Drop for Background {
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind probe port");
     listener.local_addr().expect("probe addr").port()
+}
+
+/// Fails the test with a clear message when the Docker engine cannot be reached: pod tests need it, and must never
+/// pass silently without it.
+pub fn docker_required() {
+    let out = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "these tests need a running Docker engine: docker version failed: {}",
+            text(&out.stderr)
+        ),
+        Err(e) => panic!("these tests need Docker: cannot run the docker CLI: {e}"),
+    }
+}
+
+/// Force-removes every container carrying `label` (`key=value`).
+pub fn remove_containers(label: &str) {
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label={label}")])
+        .output();
+    let Ok(out) = out else { return };
+    let ids: Vec<String> = text(&out.stdout).split_whitespace().map(String::from).collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+    }
 }
 
 /// Polls `f` until it returns `Some` or `timeout` passes.

@@ -2,9 +2,139 @@
 //! Node into containers through a [`berth_runtime::ContainerRuntime`], and writes back what really happens to them.
 //!
 //! It talks to the cluster only through the Kubernetes API (kube-rs), exactly as a remote agent would, and to
-//! containers only through the runtime trait. It never touches the store.
+//! containers only through the runtime trait. It never touches the store. The API server reaches the agent for logs
+//! and exec through the agent's own HTTPS endpoint ([`server`]).
 
+pub mod config;
+pub mod events;
+pub mod images;
+pub mod labels;
+pub mod node;
+pub mod pods;
 pub mod probe;
 pub mod prober;
 pub mod server;
+mod time;
 pub mod volume;
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use berth_runtime::{ContainerRuntime, RuntimeError};
+use tokio::sync::watch;
+
+pub use config::AgentConfig;
+
+/// Why the agent could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{step}: {source}")]
+    Api {
+        step: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{step}: {source}")]
+    Runtime {
+        step: &'static str,
+        #[source]
+        source: RuntimeError,
+    },
+    #[error("{step}: {source}")]
+    Io {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("agent endpoint: {0}")]
+    Server(#[from] server::ServerError),
+}
+
+/// Runs the agent until `shutdown` resolves: registers the Node, serves logs and exec, and runs pods. `token` is
+/// the credential the API server presents when it calls the agent. Containers keep running when the agent stops.
+pub async fn run(
+    config: AgentConfig,
+    client: kube::Client,
+    runtime: Arc<dyn ContainerRuntime>,
+    token: String,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
+    let version = runtime.version().await.map_err(|source| AgentError::Runtime {
+        step: "reaching the container runtime",
+        source,
+    })?;
+    runtime
+        .ensure_network(&config.network, config.pod_subnet.as_deref())
+        .await
+        .map_err(|source| AgentError::Runtime {
+            step: "creating the pod network",
+            source,
+        })?;
+    images::ensure_builtin(runtime.as_ref()).await?;
+    if let Some(dir) = &config.image_import_dir {
+        images::import_dir(runtime.as_ref(), dir).await?;
+    }
+    tokio::fs::create_dir_all(&config.data_dir)
+        .await
+        .map_err(|source| AgentError::Io {
+            step: "creating the agent data directory",
+            source,
+        })?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let cert = server::serving_cert(&config.node_name, &[config.node_ip])?;
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.port)))
+        .await
+        .map_err(|source| AgentError::Io {
+            step: "binding the agent endpoint",
+            source,
+        })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| AgentError::Io {
+            step: "binding the agent endpoint",
+            source,
+        })?
+        .port();
+    let facts = node::NodeFacts {
+        runtime: version,
+        port,
+        cert_sha256: cert.sha256_hex.clone(),
+    };
+    let server = tokio::spawn(server::serve(
+        listener,
+        cert,
+        token,
+        config.node_name.clone(),
+        runtime.clone(),
+        stopped(stop_rx.clone()),
+    ));
+
+    node::register(&client, &config, &facts).await?;
+    node::renew_lease(&client, &config.node_name).await?;
+    tokio::spawn(node::heartbeat(client.clone(), config.clone(), facts, stop_rx.clone()));
+
+    let recorder = events::Recorder::spawn(client.clone(), config.node_name.clone());
+    let ctx = Arc::new(pods::Context {
+        client,
+        runtime,
+        config,
+        recorder,
+    });
+    tracing::info!(node = %ctx.config.node_name, port, "agent running");
+    pods::run(ctx, stop_rx).await;
+    match server.await {
+        Ok(result) => result?,
+        Err(error) => tracing::warn!(%error, "agent endpoint task failed"),
+    }
+    Ok(())
+}

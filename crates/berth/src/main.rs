@@ -26,6 +26,11 @@ struct Cli {
 enum Command {
     /// Run the all-in-one server: the Kubernetes API on HTTPS with an embedded store.
     Server(ServerArgs),
+    /// Run a node agent that joins a cluster: it registers a Node and runs the Pods bound to it in Docker.
+    Agent(AgentArgs),
+    /// Bring images to this node without a registry.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Print the admin kubeconfig written by the server.
     Kubeconfig {
         /// The server's data directory.
@@ -57,6 +62,258 @@ struct ServerArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// Do not run a node agent in the server process (a control-plane-only server).
+    #[arg(long)]
+    disable_agent: bool,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// The API server's URL, e.g. https://10.0.0.1:6443.
+    #[arg(long, env = "BERTH_SERVER")]
+    server: String,
+    /// The cluster token (the server's data-dir/token).
+    #[arg(long, env = "BERTH_TOKEN")]
+    token: String,
+    /// The cluster CA certificate (the server's data-dir/ca.crt).
+    #[arg(long, env = "BERTH_CA_FILE")]
+    ca_file: PathBuf,
+    /// Where the agent keeps its certificate and pod volumes.
+    #[arg(long, env = "BERTH_DATA_DIR", default_value_os_t = default_data_dir().join("agent"))]
+    data_dir: PathBuf,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// How a node presents itself; shared by `server` (its local agent) and `agent`.
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// The Node's name (default: this host's name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The address the API server uses to reach this node (default: the address of the interface that routes
+    /// to the API server, or this host's primary address for the all-in-one server).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// Port of the agent's HTTPS endpoint for logs and exec (0 picks a free port).
+    #[arg(long, default_value_t = 10250)]
+    agent_port: u16,
+    /// Extra Node labels, KEY=VALUE (repeatable).
+    #[arg(long = "node-label", value_parser = parse_label)]
+    node_labels: Vec<(String, String)>,
+    /// The Node's zone (label topology.kubernetes.io/zone).
+    #[arg(long)]
+    zone: Option<String>,
+    /// The Node's region (label topology.kubernetes.io/region).
+    #[arg(long)]
+    region: Option<String>,
+    /// The Docker bridge network pods attach to (shared by all agents on one engine).
+    #[arg(long, default_value = "berth")]
+    pod_network: String,
+    /// The pod network's subnet when berth creates it (default: Docker's choice).
+    #[arg(long)]
+    pod_subnet: Option<String>,
+    /// Directory of `docker save` tarballs loaded at start (default: <data-dir>/images).
+    #[arg(long)]
+    image_dir: Option<PathBuf>,
+    /// Allow containers with securityContext.privileged: true.
+    #[arg(long)]
+    allow_privileged: bool,
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Load `docker save` tarballs into the local Docker engine.
+    Load {
+        /// Tarballs to load.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Write the built-in workload image (the demo and test image) as a `docker save` tarball.
+    Save {
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+impl NodeArgs {
+    /// The agent's configuration. `towards` is the address used to pick the node IP when none is given.
+    fn agent_config(&self, data_dir: PathBuf, towards: IpAddr) -> berth_agent::AgentConfig {
+        let node_name = self.node_name.clone().unwrap_or_else(host_name);
+        let node_ip = self.node_ip.unwrap_or_else(|| route_source(towards));
+        let mut config = berth_agent::AgentConfig::new(node_name, node_ip, data_dir.clone());
+        config.port = self.agent_port;
+        config.network = self.pod_network.clone();
+        config.pod_subnet = self.pod_subnet.clone();
+        config.allow_privileged = self.allow_privileged;
+        config.image_import_dir = Some(self.image_dir.clone().unwrap_or_else(|| data_dir.join("images")));
+        config.node_labels.extend(self.node_labels.iter().cloned());
+        if let Some(zone) = &self.zone {
+            config
+                .node_labels
+                .insert("topology.kubernetes.io/zone".to_string(), zone.clone());
+        }
+        if let Some(region) = &self.region {
+            config
+                .node_labels
+                .insert("topology.kubernetes.io/region".to_string(), region.clone());
+        }
+        config
+    }
+}
+
+/// This host's name, lowercased as Node names must be.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// The local address the kernel would use to reach `target` (a route lookup: connecting a UDP socket sends
+/// nothing). Falls back to 127.0.0.1.
+fn route_source(target: IpAddr) -> IpAddr {
+    let probe = || -> std::io::Result<IpAddr> {
+        let socket = std::net::UdpSocket::bind(("0.0.0.0", 0))?;
+        socket.connect((target, 9))?;
+        Ok(socket.local_addr()?.ip())
+    };
+    probe().unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// A kube-rs client for `url`, trusting `ca_pem` and presenting `token`.
+fn kube_client(url: &str, ca_pem: &str, token: &str) -> Result<kube::Client> {
+    let mut config = kube::Config::new(url.parse().with_context(|| format!("parsing server URL {url:?}"))?);
+    let certs = rustls_pemfile::certs(&mut ca_pem.as_bytes())
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .context("reading the CA certificate")?;
+    anyhow::ensure!(!certs.is_empty(), "the CA file holds no certificate");
+    config.root_cert = Some(certs);
+    config.auth_info.token = Some(token.to_string().into());
+    kube::Client::try_from(config).context("building the API client")
+}
+
+async fn docker() -> Result<std::sync::Arc<dyn berth_runtime::ContainerRuntime>> {
+    let docker = berth_runtime::docker::DockerRuntime::connect()
+        .await
+        .context("connecting to Docker (is the engine running and is DOCKER_HOST right?)")?;
+    Ok(std::sync::Arc::new(docker))
+}
+
+/// The all-in-one server: the API server, and (unless disabled) an agent for this host talking to it over HTTPS
+/// like any other agent.
+async fn run_server(config: berth_apiserver::Config, args: ServerArgs) -> Result<()> {
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let data_dir = config.data_dir.clone();
+    let api = tokio::spawn(berth_apiserver::run_notify(
+        config,
+        Some(ready_tx),
+        stopped(stop_rx.clone()),
+    ));
+    let agent = if args.disable_agent {
+        None
+    } else {
+        let ready = match ready_rx.await {
+            Ok(ready) => ready,
+            // The API server failed before it was ready: its own error says why.
+            Err(_) => return api.await.context("API server task")?,
+        };
+        let client = kube_client(&ready.url, &ready.ca_pem, &ready.token)?;
+        let runtime = docker().await?;
+        // A documentation address (TEST-NET-1) stands for "anywhere off this host": only the route is looked up.
+        let config = args
+            .node
+            .agent_config(data_dir.join("agent"), IpAddr::from([192, 0, 2, 1]));
+        Some(tokio::spawn(berth_agent::run(
+            config,
+            client,
+            runtime,
+            ready.token,
+            stopped(stop_rx.clone()),
+        )))
+    };
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    if let Some(agent) = agent {
+        agent.await.context("agent task")?.context("agent")?;
+    }
+    api.await.context("API server task")?
+}
+
+async fn run_agent(args: AgentArgs) -> Result<()> {
+    let ca_pem = std::fs::read_to_string(&args.ca_file)
+        .with_context(|| format!("reading the CA file {}", args.ca_file.display()))?;
+    let client = kube_client(&args.server, &ca_pem, &args.token)?;
+    let server_ip = server_ip(&args.server).await;
+    let config = args.node.agent_config(args.data_dir.clone(), server_ip);
+    let runtime = docker().await?;
+    berth_agent::run(config, client, runtime, args.token, shutdown_signal())
+        .await
+        .context("agent")
+}
+
+/// The API server's address from its URL (resolving a host name), to find the route towards it.
+async fn server_ip(url: &str) -> IpAddr {
+    let authority = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        authority
+    } else {
+        format!("{authority}:443")
+    };
+    match tokio::net::lookup_host(with_port).await {
+        Ok(mut addrs) => addrs.next().map(|a| a.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        Err(_) => IpAddr::from([127, 0, 0, 1]),
+    }
+}
+
+async fn run_image(command: ImageCommand) -> Result<()> {
+    match command {
+        ImageCommand::Load { files } => {
+            let runtime = docker().await?;
+            for file in files {
+                let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                runtime
+                    .import_image(bytes.into())
+                    .await
+                    .with_context(|| format!("loading {}", file.display()))?;
+                println!("loaded {}", file.display());
+            }
+            Ok(())
+        }
+        ImageCommand::Save { output } => {
+            let image = berth_image::workload_image();
+            std::fs::write(&output, &image.bytes).with_context(|| format!("writing {}", output.display()))?;
+            println!("wrote {} ({}) to {}", image.reference, image.id, output.display());
+            Ok(())
+        }
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -115,13 +372,23 @@ fn main() -> Result<()> {
         }
         Command::Server(args) => {
             init_tracing(args.log_json);
-            let mut config = berth_apiserver::Config::new(args.data_dir, args.listen);
+            let mut config = berth_apiserver::Config::new(args.data_dir.clone(), args.listen);
             config.advertise_address = args.advertise_address;
             config.insecure_listen = args.insecure_listen;
-            config.service_cidr = args.service_cidr;
-            config.tls_sans = args.tls_sans;
+            config.service_cidr = args.service_cidr.clone();
+            config.tls_sans = args.tls_sans.clone();
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            runtime.block_on(berth_apiserver::run(config, shutdown_signal()))
+            runtime.block_on(run_server(config, args))
+        }
+        Command::Agent(args) => {
+            init_tracing(args.log_json);
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(run_agent(args))
+        }
+        Command::Image(command) => {
+            init_tracing(false);
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(run_image(command))
         }
     }
 }

@@ -1,0 +1,165 @@
+//! The pod manager: one worker task per Pod bound to this node, fed by a watch on the API server and by Docker's
+//! event stream.
+//!
+//! The manager only routes. It watches Pods with `spec.nodeName=<node>` and hands each object to the worker owning
+//! its uid (starting one for a new pod); it turns each container event from Docker (start, die, oom, …) into a poke
+//! for the worker of the pod the container's labels name, which is how a container exit reaches the Pod status in
+//! milliseconds. When the first list after a (re)start is complete it removes containers of pods that no longer
+//! exist. All decisions about containers are the workers' ([`worker`]).
+
+pub mod backoff;
+pub mod env;
+pub mod spec;
+pub mod status;
+mod volumes;
+mod worker;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_runtime::ContainerRuntime;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::{watcher, WatchStreamExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::AgentConfig;
+use crate::events::Recorder;
+use crate::labels;
+
+pub use worker::Signal;
+
+/// What every pod worker shares.
+pub struct Context {
+    pub client: kube::Client,
+    pub runtime: Arc<dyn ContainerRuntime>,
+    pub config: AgentConfig,
+    pub recorder: Recorder,
+}
+
+/// Runs pods until `shutdown` flips to true. Containers are left running on shutdown: a restarted agent adopts them.
+pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+    let node = ctx.config.node_name.clone();
+    let api: Api<Pod> = Api::all(ctx.client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+    let mut pods = watcher(api, config).default_backoff().boxed();
+    let mut runtime_events = ctx.runtime.events(&labels::for_node(&node));
+    let mut workers: HashMap<String, mpsc::UnboundedSender<Signal>> = HashMap::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    let mut listing: Option<HashSet<String>> = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            event = pods.next() => match event {
+                Some(Ok(watcher::Event::Apply(pod))) => dispatch(&ctx, &mut workers, &done_tx, pod),
+                Some(Ok(watcher::Event::InitApply(pod))) => {
+                    if let (Some(seen), Some(uid)) = (listing.as_mut(), pod.metadata.uid.as_ref()) {
+                        seen.insert(uid.clone());
+                    }
+                    dispatch(&ctx, &mut workers, &done_tx, pod);
+                }
+                Some(Ok(watcher::Event::Delete(pod))) => {
+                    if let Some(tx) = pod.metadata.uid.as_ref().and_then(|uid| workers.get(uid)) {
+                        let _ = tx.send(Signal::Deleted);
+                    }
+                }
+                Some(Ok(watcher::Event::Init)) => listing = Some(HashSet::new()),
+                Some(Ok(watcher::Event::InitDone)) => {
+                    // Pods deleted while the watch was down never get a Delete event: the fresh list is the truth.
+                    let seen = listing.take().unwrap_or_default();
+                    for (uid, tx) in &workers {
+                        if !seen.contains(uid) {
+                            let _ = tx.send(Signal::Deleted);
+                        }
+                    }
+                    tokio::spawn(remove_orphans(ctx.clone(), seen, chrono::Utc::now()));
+                }
+                Some(Err(error)) => tracing::warn!(%error, "pod watch failed; retrying"),
+                None => break,
+            },
+            event = runtime_events.next() => match event {
+                Some(Ok(event)) => {
+                    if let Some(tx) = event.labels.get(labels::POD_UID).and_then(|uid| workers.get(uid)) {
+                        let _ = tx.send(Signal::Poke);
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "container event stream failed; resubscribing");
+                    runtime_events = resubscribe(&ctx, &workers).await;
+                }
+                None => runtime_events = resubscribe(&ctx, &workers).await,
+            },
+            Some(uid) = done_rx.recv() => {
+                workers.remove(&uid);
+            }
+        }
+    }
+}
+
+fn dispatch(
+    ctx: &Arc<Context>,
+    workers: &mut HashMap<String, mpsc::UnboundedSender<Signal>>,
+    done: &mpsc::UnboundedSender<String>,
+    pod: Pod,
+) {
+    let Some(uid) = pod.metadata.uid.clone() else { return };
+    if let Some(tx) = workers.get(&uid) {
+        if tx.send(Signal::Pod(Box::new(pod.clone()))).is_ok() {
+            return;
+        }
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    workers.insert(uid.clone(), tx);
+    let worker = worker::PodWorker::new(ctx.clone(), pod);
+    let done = done.clone();
+    tokio::spawn(async move {
+        worker.run(rx).await;
+        let _ = done.send(uid);
+    });
+}
+
+/// A new event subscription after the old one broke, plus a poke for every worker: events may have been missed,
+/// and a sync relists the pod's containers.
+async fn resubscribe(
+    ctx: &Arc<Context>,
+    workers: &HashMap<String, mpsc::UnboundedSender<Signal>>,
+) -> futures::stream::BoxStream<'static, Result<berth_runtime::RuntimeEvent, berth_runtime::RuntimeError>> {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for tx in workers.values() {
+        let _ = tx.send(Signal::Poke);
+    }
+    ctx.runtime.events(&labels::for_node(&ctx.config.node_name))
+}
+
+/// Removes this node's containers whose pod is not in the API server's list (deleted while the agent was down).
+/// Containers created after the list was complete belong to pods that arrived since, and are left alone.
+async fn remove_orphans(ctx: Arc<Context>, live: HashSet<String>, listed_at: chrono::DateTime<chrono::Utc>) {
+    let containers = match ctx
+        .runtime
+        .list_containers(&labels::for_node(&ctx.config.node_name))
+        .await
+    {
+        Ok(containers) => containers,
+        Err(error) => {
+            tracing::warn!(%error, "listing containers for orphan removal failed");
+            return;
+        }
+    };
+    for c in containers {
+        let Some(uid) = c.labels.get(labels::POD_UID) else {
+            continue;
+        };
+        if live.contains(uid) || c.created_at >= listed_at {
+            continue;
+        }
+        tracing::info!(container = %c.name, pod_uid = %uid, "removing container of a pod that no longer exists");
+        if let Err(error) = ctx.runtime.stop_container(&c.id, None, Duration::from_secs(2)).await {
+            tracing::warn!(%error, container = %c.name, "stopping orphan failed");
+        }
+        if let Err(error) = ctx.runtime.remove_container(&c.id).await {
+            tracing::warn!(%error, container = %c.name, "removing orphan failed");
+        }
+    }
+}

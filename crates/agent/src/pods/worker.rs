@@ -1,0 +1,826 @@
+//! One pod's worker: a level-triggered loop that makes the runtime match the Pod spec and writes back the status.
+//!
+//! Each sync lists the pod's containers (by label), then, in the kubelet's order: makes sure the infra container
+//! holds the pod's network namespace, prepares volumes, runs init containers one at a time to completion, starts
+//! app containers, restarts exited ones as `restartPolicy` says (with CrashLoopBackOff), kills containers whose
+//! liveness probe failed, and writes the Pod status if it changed. A sync runs on every change of the Pod object, on
+//! every Docker event for one of its containers, on probe results, and every few seconds as a safety net.
+//!
+//! Deleting the pod ends the worker: preStop hooks, the stop signal, SIGKILL after the grace period, removal of the
+//! containers and volumes, and finally the deletion of the Pod object with grace 0. The worker keeps no state that
+//! matters across agent restarts — container labels carry it — so a restarted agent adopts running pods.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_runtime::{ContainerInfo, ContainerState, ExecOptions};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::backoff::Backoff;
+use super::env::{self, Downward, Sources};
+use super::spec::{self, ContainerPlan, VolumePath};
+use super::status::{self, ContainerView, PodFacts};
+use super::{volumes, Context};
+use crate::events::EventType;
+use crate::labels::{self, Kind, PodIdentity, INFRA_NAME};
+use crate::prober::{PodProber, ProbeChange, ProbeEvent, ProbedContainer};
+
+/// What the manager tells a worker.
+#[derive(Debug)]
+pub enum Signal {
+    /// A new version of the Pod object.
+    Pod(Box<Pod>),
+    /// The Pod object is gone from the API server.
+    Deleted,
+    /// Something happened to one of the pod's containers: sync now.
+    Poke,
+}
+
+/// Upstream's default `terminationGracePeriodSeconds`.
+const DEFAULT_GRACE: i64 = 30;
+/// The kubelet never gives a container less than this to stop (`minimumGracePeriodInSeconds`), and gives a preStop
+/// hook that overran the grace period this much extra.
+const MIN_GRACE: Duration = Duration::from_secs(2);
+/// How soon a sync that failed for a transient reason (engine hiccup, sandbox creation) is retried.
+const RETRY: Duration = Duration::from_secs(2);
+
+pub(super) struct PodWorker {
+    ctx: Arc<Context>,
+    pod: Pod,
+    identity: PodIdentity,
+    deleted: bool,
+    prober: PodProber,
+    probe_events: mpsc::UnboundedReceiver<ProbeEvent>,
+    /// The container id each container's probes are watching.
+    probing: HashMap<String, String>,
+    /// Restart back-off per container name.
+    backoff: HashMap<String, Backoff>,
+    /// Image pull back-off per image, with the time of the last failure.
+    image_backoff: HashMap<String, (Backoff, DateTime<Utc>)>,
+    /// Why a container is waiting, as found by the current sync.
+    waiting: HashMap<String, (String, String)>,
+    /// Containers whose liveness or startup probe asked for a restart, with the reason.
+    restart: HashMap<String, String>,
+    /// Attempts for which a BackOff event was already recorded.
+    backoff_reported: HashSet<(String, u32)>,
+    /// The pod failed for good (an init container failed under restartPolicy Never).
+    failed: bool,
+    /// The pod reached Succeeded or Failed: nothing is started again.
+    terminal: bool,
+    pod_ip: Option<String>,
+    start_time: DateTime<Utc>,
+    last_status: Option<Value>,
+}
+
+/// A container spec with its newest instance and the one before.
+type Instances = (Container, Option<ContainerInfo>, Option<ContainerInfo>);
+
+enum Next {
+    After(Duration),
+    Done,
+}
+
+impl PodWorker {
+    pub(super) fn new(ctx: Arc<Context>, pod: Pod) -> PodWorker {
+        let identity = PodIdentity {
+            node: ctx.config.node_name.clone(),
+            namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".to_string()),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+        };
+        let (tx, probe_events) = mpsc::unbounded_channel();
+        let prober = PodProber::new(ctx.runtime.clone(), tx);
+        let status = pod.status.as_ref();
+        let terminal = matches!(status.and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
+        let start_time = status
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| crate::time::chrono(t.0))
+            .unwrap_or_else(Utc::now);
+        let pod_ip = status.and_then(|s| s.pod_ip.clone());
+        PodWorker {
+            ctx,
+            pod,
+            identity,
+            deleted: false,
+            prober,
+            probe_events,
+            probing: HashMap::new(),
+            backoff: HashMap::new(),
+            image_backoff: HashMap::new(),
+            waiting: HashMap::new(),
+            restart: HashMap::new(),
+            backoff_reported: HashSet::new(),
+            failed: false,
+            terminal,
+            pod_ip,
+            start_time,
+            last_status: None,
+        }
+    }
+
+    /// Syncs until the pod is gone. Returns early (leaving containers running) if the manager goes away.
+    pub(super) async fn run(mut self, mut signals: mpsc::UnboundedReceiver<Signal>) {
+        loop {
+            let wait = match self.sync().await {
+                Next::Done => return,
+                Next::After(wait) => wait,
+            };
+            tokio::select! {
+                signal = signals.recv() => match signal {
+                    Some(signal) => self.apply(signal),
+                    None => return,
+                },
+                Some(event) = self.probe_events.recv() => self.on_probe(event),
+                _ = tokio::time::sleep(wait) => {}
+            }
+            // Coalesce whatever else queued up into the one sync.
+            while let Ok(signal) = signals.try_recv() {
+                self.apply(signal);
+            }
+            while let Ok(event) = self.probe_events.try_recv() {
+                self.on_probe(event);
+            }
+        }
+    }
+
+    fn apply(&mut self, signal: Signal) {
+        match signal {
+            Signal::Pod(pod) => self.pod = *pod,
+            Signal::Deleted => self.deleted = true,
+            Signal::Poke => {}
+        }
+    }
+
+    fn on_probe(&mut self, event: ProbeEvent) {
+        let field = self.field_ref(&event.container, Kind::App);
+        match event.change {
+            ProbeChange::Failed { message } => {
+                let what = format!("{} probe failed: {message}", event.kind.as_str());
+                self.ctx.recorder.record(&field, EventType::Warning, "Unhealthy", what);
+            }
+            ProbeChange::Errored { message } => {
+                let what = format!(
+                    "{} probe errored and resulted in unknown state: {message}",
+                    event.kind.as_str()
+                );
+                self.ctx.recorder.record(&field, EventType::Warning, "Unhealthy", what);
+            }
+            ProbeChange::Restart { message } => {
+                self.restart.insert(event.container, message);
+            }
+            ProbeChange::ReadyChanged(_) | ProbeChange::Started => {}
+        }
+    }
+
+    async fn sync(&mut self) -> Next {
+        if self.deleted || self.pod.metadata.deletion_timestamp.is_some() {
+            self.terminate().await;
+            return Next::Done;
+        }
+        let mut observed = match self.observe().await {
+            Some(observed) => observed,
+            None => return Next::After(RETRY),
+        };
+        let mut wake = self.ctx.config.pod_resync_interval;
+        self.waiting.clear();
+        if self.terminal {
+            self.stop_leftovers(&observed).await;
+        } else {
+            if let Some(next) = self.act(&observed, &mut wake).await {
+                return next;
+            }
+            // Containers were started or stopped: look again so the status shows the result.
+            if let Some(fresh) = self.observe().await {
+                observed = fresh;
+            }
+        }
+        self.sync_probes(&observed);
+        self.write_status(&observed).await;
+        Next::After(wake)
+    }
+
+    /// Lists the pod's containers, grouped and newest first. `None` if the runtime failed (retried soon).
+    async fn observe(&self) -> Option<Observed> {
+        match self.ctx.runtime.list_containers(&self.identity.selector()).await {
+            Ok(containers) => Some(Observed::new(containers)),
+            Err(error) => {
+                tracing::warn!(%error, pod = %self.identity.name, "listing pod containers failed");
+                None
+            }
+        }
+    }
+
+    /// One pass over sandbox, volumes, init and app containers. Returns `Some` to end the sync early.
+    async fn act(&mut self, observed: &Observed, wake: &mut Duration) -> Option<Next> {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let restart_policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".to_string());
+
+        let infra_id = match self.sandbox(observed).await {
+            Ok(id) => id,
+            Err(message) => {
+                let reference = self.pod_ref();
+                self.ctx
+                    .recorder
+                    .record(&reference, EventType::Warning, "FailedCreatePodSandBox", message);
+                self.write_status(observed).await;
+                return Some(Next::After(RETRY));
+            }
+        };
+        let volumes = match volumes::prepare(&self.ctx, &self.pod, &self.identity).await {
+            Ok(volumes) => volumes,
+            Err(message) => {
+                let reference = self.pod_ref();
+                self.ctx
+                    .recorder
+                    .record(&reference, EventType::Warning, "FailedMount", message);
+                self.write_status(observed).await;
+                return Some(Next::After(RETRY));
+            }
+        };
+        let mut sources = Sources::default();
+
+        let mut initialized = true;
+        for c in spec.init_containers.iter().flatten() {
+            let current = observed.newest(Kind::Init, &c.name);
+            match current.map(|i| &i.state) {
+                Some(ContainerState::Exited { exit_code: 0, .. }) => continue,
+                Some(ContainerState::Running { .. }) => {}
+                Some(ContainerState::Created) => self.start_existing(c, Kind::Init, current).await,
+                Some(ContainerState::Exited { .. }) => {
+                    if restart_policy == "Never" {
+                        self.failed = true;
+                    } else {
+                        self.restart_or_wait(c, Kind::Init, current, &infra_id, &volumes, &mut sources, wake)
+                            .await;
+                    }
+                }
+                None => self.start(c, Kind::Init, 0, &infra_id, &volumes, &mut sources).await,
+            }
+            initialized = false;
+            break;
+        }
+        if !initialized || self.failed {
+            for c in &spec.containers {
+                self.waiting
+                    .insert(c.name.clone(), ("PodInitializing".to_string(), String::new()));
+            }
+            return None;
+        }
+
+        for c in &spec.containers {
+            let mut current = observed.newest(Kind::App, &c.name).cloned();
+            if let Some(message) = self.restart.remove(&c.name) {
+                if let Some(running) = current
+                    .as_ref()
+                    .filter(|i| matches!(i.state, ContainerState::Running { .. }))
+                {
+                    let grace = spec.termination_grace_period_seconds.unwrap_or(DEFAULT_GRACE);
+                    let field = self.field_ref(&c.name, Kind::App);
+                    self.ctx.recorder.record(&field, EventType::Normal, "Killing", message);
+                    kill(&self.ctx, running, c, grace, self.pod_ip.as_deref()).await;
+                    current = self.ctx.runtime.inspect_container(&running.id).await.ok().flatten();
+                }
+            }
+            match current.as_ref().map(|i| &i.state) {
+                None => self.start(c, Kind::App, 0, &infra_id, &volumes, &mut sources).await,
+                Some(ContainerState::Created) => self.start_existing(c, Kind::App, current.as_ref()).await,
+                Some(ContainerState::Running { .. }) => {}
+                Some(ContainerState::Exited { exit_code, .. }) => {
+                    let restart = match restart_policy.as_str() {
+                        "Never" => false,
+                        "OnFailure" => *exit_code != 0,
+                        _ => true,
+                    };
+                    if restart {
+                        self.restart_or_wait(c, Kind::App, current.as_ref(), &infra_id, &volumes, &mut sources, wake)
+                            .await;
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Makes sure the infra container runs and has an address; returns its id.
+    async fn sandbox(&mut self, observed: &Observed) -> Result<String, String> {
+        let newest = observed.newest(Kind::Infra, INFRA_NAME);
+        if let Some(infra) = newest.filter(|i| matches!(i.state, ContainerState::Running { .. })) {
+            if let Some(ip) = &infra.ip_address {
+                self.pod_ip = Some(ip.clone());
+            }
+            return Ok(infra.id.clone());
+        }
+        // A sandbox that died takes the pod's network with it: like the kubelet, start a new one (containers
+        // joined to the old namespace are restarted by the normal restart logic once they notice).
+        let attempt = newest.map(|i| labels::attempt(&i.labels) + 1).unwrap_or(0);
+        if let Some(old) = newest {
+            let _ = self.ctx.runtime.remove_container(&old.id).await;
+        }
+        let config = spec::infra_config(
+            &self.identity,
+            &self.pod,
+            &self.ctx.config.network,
+            berth_image::WORKLOAD_IMAGE,
+            attempt,
+        );
+        let id = self
+            .ctx
+            .runtime
+            .create_container(&config)
+            .await
+            .map_err(|e| format!("creating sandbox: {e}"))?;
+        self.ctx
+            .runtime
+            .start_container(&id)
+            .await
+            .map_err(|e| format!("starting sandbox: {e}"))?;
+        let info = self
+            .ctx
+            .runtime
+            .inspect_container(&id)
+            .await
+            .map_err(|e| format!("inspecting sandbox: {e}"))?
+            .ok_or_else(|| "sandbox container vanished".to_string())?;
+        self.pod_ip = info.ip_address.clone();
+        Ok(id)
+    }
+
+    /// Restarts an exited container now, or records that it waits in CrashLoopBackOff and when to look again.
+    #[allow(clippy::too_many_arguments)]
+    async fn restart_or_wait(
+        &mut self,
+        c: &Container,
+        kind: Kind,
+        current: Option<&ContainerInfo>,
+        infra_id: &str,
+        volumes: &BTreeMap<String, VolumePath>,
+        sources: &mut Sources,
+        wake: &mut Duration,
+    ) {
+        let now = Utc::now();
+        let attempt = current.map(|i| labels::attempt(&i.labels)).unwrap_or(0);
+        let finished = match current.map(|i| &i.state) {
+            Some(ContainerState::Exited {
+                finished_at: Some(t), ..
+            }) => *t,
+            _ => now,
+        };
+        let backoff = self.backoff.entry(c.name.clone()).or_default();
+        match backoff.blocked_until(finished, now) {
+            Some(until) => {
+                let delay = backoff.current_delay().as_secs();
+                let pod = format!(
+                    "{}_{}({})",
+                    self.identity.name, self.identity.namespace, self.identity.uid
+                );
+                self.waiting.insert(
+                    c.name.clone(),
+                    (
+                        "CrashLoopBackOff".to_string(),
+                        format!("back-off {delay}s restarting failed container={} pod={pod}", c.name),
+                    ),
+                );
+                if self.backoff_reported.insert((c.name.clone(), attempt)) {
+                    let field = self.field_ref(&c.name, kind);
+                    let message = format!("Back-off restarting failed container {} in pod {pod}", c.name);
+                    self.ctx.recorder.record(&field, EventType::Warning, "BackOff", message);
+                }
+                let left = (until - now).to_std().unwrap_or_default();
+                *wake = (*wake).min(left + Duration::from_millis(10));
+            }
+            None => {
+                backoff.next(now);
+                self.start(c, kind, attempt + 1, infra_id, volumes, sources).await;
+            }
+        }
+    }
+
+    /// Creates and starts a new instance of `c`. Failures become the container's waiting reason and an event.
+    async fn start(
+        &mut self,
+        c: &Container,
+        kind: Kind,
+        attempt: u32,
+        infra_id: &str,
+        volumes: &BTreeMap<String, VolumePath>,
+        sources: &mut Sources,
+    ) {
+        let field = self.field_ref(&c.name, kind);
+        if let Err((reason, message)) = self.ensure_image(c, &field).await {
+            self.waiting.insert(c.name.clone(), (reason, message));
+            return;
+        }
+        let host_ip = self.ctx.config.node_ip.to_string();
+        let downward = Downward {
+            pod_ip: self.pod_ip.as_deref(),
+            host_ip: &host_ip,
+            node_name: &self.identity.node,
+        };
+        let config = match env::resolve(&self.ctx.client, sources, &self.pod, c, &downward)
+            .await
+            .and_then(|env| {
+                spec::container_config(ContainerPlan {
+                    identity: &self.identity,
+                    pod: &self.pod,
+                    container: c,
+                    kind,
+                    attempt,
+                    infra_id,
+                    env,
+                    volumes,
+                    allow_privileged: self.ctx.config.allow_privileged,
+                })
+            }) {
+            Ok(config) => config,
+            Err(message) => {
+                self.ctx
+                    .recorder
+                    .record(&field, EventType::Warning, "Failed", format!("Error: {message}"));
+                self.waiting
+                    .insert(c.name.clone(), ("CreateContainerConfigError".to_string(), message));
+                return;
+            }
+        };
+        let id = match self.ctx.runtime.create_container(&config).await {
+            Ok(id) => id,
+            Err(error) => {
+                let message = error.to_string();
+                self.ctx
+                    .recorder
+                    .record(&field, EventType::Warning, "Failed", format!("Error: {message}"));
+                self.waiting
+                    .insert(c.name.clone(), ("CreateContainerError".to_string(), message));
+                return;
+            }
+        };
+        self.ctx.recorder.record(
+            &field,
+            EventType::Normal,
+            "Created",
+            format!("Created container: {}", c.name),
+        );
+        self.start_id(c, &field, &id).await;
+    }
+
+    /// Starts an instance that was created but never started (the agent stopped in between).
+    async fn start_existing(&mut self, c: &Container, kind: Kind, current: Option<&ContainerInfo>) {
+        if let Some(instance) = current {
+            let field = self.field_ref(&c.name, kind);
+            self.start_id(c, &field, &instance.id).await;
+        }
+    }
+
+    async fn start_id(&mut self, c: &Container, field: &ObjectReference, id: &str) {
+        match self.ctx.runtime.start_container(id).await {
+            Ok(()) => {
+                let message = format!("Started container {}", c.name);
+                self.ctx.recorder.record(field, EventType::Normal, "Started", message);
+            }
+            // The runtime keeps the failed instance as exited with its error; the status shows it and the
+            // restart policy decides what happens next.
+            Err(error) => {
+                self.ctx
+                    .recorder
+                    .record(field, EventType::Warning, "Failed", format!("Error: {error}"));
+            }
+        }
+    }
+
+    /// Applies `imagePullPolicy`: Never uses only a local image, IfNotPresent pulls when missing, Always pulls.
+    /// Failed pulls back off like containers do (ErrImagePull, then ImagePullBackOff).
+    async fn ensure_image(&mut self, c: &Container, field: &ObjectReference) -> Result<(), (String, String)> {
+        let image = c.image.clone().unwrap_or_default();
+        let policy = c
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| "IfNotPresent".to_string());
+        let present = match self.ctx.runtime.inspect_image(&image).await {
+            Ok(found) => found.is_some(),
+            Err(error) => return Err(("ErrImageInspect".to_string(), error.to_string())),
+        };
+        let recorder = &self.ctx.recorder;
+        if policy != "Always" && present {
+            let message = format!("Container image {image:?} already present on machine");
+            recorder.record(field, EventType::Normal, "Pulled", message);
+            return Ok(());
+        }
+        if policy == "Never" {
+            let message = format!("Container image {image:?} is not present with pull policy of Never");
+            recorder.record(field, EventType::Warning, "ErrImageNeverPull", message.clone());
+            return Err(("ErrImageNeverPull".to_string(), message));
+        }
+        let now = Utc::now();
+        if let Some((backoff, failed_at)) = self.image_backoff.get(&image) {
+            if backoff.blocked_until(*failed_at, now).is_some() {
+                let message = format!("Back-off pulling image {image:?}");
+                recorder.record(field, EventType::Normal, "BackOff", message.clone());
+                return Err(("ImagePullBackOff".to_string(), message));
+            }
+        }
+        recorder.record(field, EventType::Normal, "Pulling", format!("Pulling image {image:?}"));
+        let started = tokio::time::Instant::now();
+        match self.ctx.runtime.pull_image(&image).await {
+            Ok(()) => {
+                self.image_backoff.remove(&image);
+                let message = format!("Successfully pulled image {image:?} in {:?}", started.elapsed());
+                recorder.record(field, EventType::Normal, "Pulled", message);
+                Ok(())
+            }
+            Err(error) => {
+                let entry = self
+                    .image_backoff
+                    .entry(image.clone())
+                    .or_insert((Backoff::default(), now));
+                entry.0.next(now);
+                entry.1 = now;
+                let message = format!("Failed to pull image {image:?}: {error}");
+                recorder.record(field, EventType::Warning, "Failed", message.clone());
+                recorder.record(field, EventType::Warning, "Failed", "Error: ErrImagePull");
+                Err(("ErrImagePull".to_string(), message))
+            }
+        }
+    }
+
+    /// Starts or stops probe workers so they follow the running instance of each app container.
+    fn sync_probes(&mut self, observed: &Observed) {
+        let Some(spec) = self.pod.spec.as_ref() else { return };
+        for c in &spec.containers {
+            let running = observed
+                .newest(Kind::App, &c.name)
+                .filter(|i| matches!(i.state, ContainerState::Running { .. }) && !self.terminal);
+            match running {
+                Some(instance) => {
+                    if self.probing.get(&c.name) != Some(&instance.id) {
+                        let running_for = match instance.state {
+                            ContainerState::Running { started_at } => {
+                                (Utc::now() - started_at).to_std().unwrap_or_default()
+                            }
+                            _ => Duration::ZERO,
+                        };
+                        self.prober.start_container(ProbedContainer {
+                            container: c,
+                            container_id: &instance.id,
+                            pod_ip: self.pod_ip.clone(),
+                            running_for,
+                        });
+                        self.probing.insert(c.name.clone(), instance.id.clone());
+                    }
+                }
+                None => {
+                    if self.probing.remove(&c.name).is_some() {
+                        self.prober.stop_container(&c.name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Computes the status and writes it through `/status` when it changed.
+    async fn write_status(&mut self, observed: &Observed) {
+        let Some(spec) = self.pod.spec.as_ref() else { return };
+        let views = |containers: &[Container], kind: Kind| -> Vec<Instances> {
+            containers
+                .iter()
+                .map(|c| {
+                    let mut instances = observed.instances(kind, &c.name).into_iter();
+                    (c.clone(), instances.next().cloned(), instances.next().cloned())
+                })
+                .collect()
+        };
+        let init = views(spec.init_containers.as_deref().unwrap_or_default(), Kind::Init);
+        let app = views(&spec.containers, Kind::App);
+        let init_views: Vec<ContainerView<'_>> = init.iter().map(|v| self.view(v, Kind::Init)).collect();
+        let app_views: Vec<ContainerView<'_>> = app.iter().map(|v| self.view(v, Kind::App)).collect();
+        let sandbox_ready = observed
+            .newest(Kind::Infra, INFRA_NAME)
+            .is_some_and(|i| matches!(i.state, ContainerState::Running { .. }) && i.ip_address.is_some());
+        let host_ip = self.ctx.config.node_ip.to_string();
+        let facts = PodFacts {
+            restart_policy: spec.restart_policy.as_deref().unwrap_or("Always"),
+            pod_ip: self.pod_ip.as_deref(),
+            host_ip: &host_ip,
+            sandbox_ready,
+            failed: self.failed,
+            start_time: self.start_time,
+        };
+        let status = status::pod_status(&facts, &init_views, &app_views, self.pod.status.as_ref(), Utc::now());
+        if matches!(status["phase"].as_str(), Some("Succeeded" | "Failed")) && !self.terminal {
+            self.terminal = true;
+        }
+        if self.last_status.as_ref() == Some(&status) {
+            return;
+        }
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.identity.namespace);
+        let patch = serde_json::json!({ "status": status });
+        match api
+            .patch_status(&self.identity.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(pod) => {
+                self.pod.status = pod.status;
+                self.last_status = Some(status);
+            }
+            Err(error) => tracing::warn!(%error, pod = %self.identity.name, "writing pod status failed"),
+        }
+    }
+
+    fn view<'a>(&self, instances: &'a Instances, kind: Kind) -> ContainerView<'a> {
+        let (c, current, previous) = instances;
+        let running = matches!(current.as_ref().map(|i| &i.state), Some(ContainerState::Running { .. }));
+        let is_app = kind == Kind::App;
+        ContainerView {
+            spec: c,
+            current: current.as_ref(),
+            previous: previous.as_ref(),
+            waiting: self.waiting.get(&c.name).filter(|_| !running || !is_app).cloned(),
+            ready: is_app && running && self.prober.readiness(&c.name),
+            started: if is_app {
+                running && self.prober.started(&c.name)
+            } else {
+                running
+            },
+        }
+    }
+
+    /// A terminal pod keeps no running containers (the sandbox included).
+    async fn stop_leftovers(&self, observed: &Observed) {
+        for instance in observed
+            .all
+            .iter()
+            .filter(|i| matches!(i.state, ContainerState::Running { .. }))
+        {
+            let _ = self.ctx.runtime.stop_container(&instance.id, None, MIN_GRACE).await;
+        }
+    }
+
+    /// The end of the pod: stop everything within the grace period, clean up, and let the API server forget it.
+    async fn terminate(&mut self) {
+        let grace = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or(self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+            .unwrap_or(DEFAULT_GRACE);
+        for name in self.probing.drain().map(|(name, _)| name).collect::<Vec<_>>() {
+            self.prober.stop_container(&name);
+        }
+        let observed = self.observe().await.unwrap_or_default();
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let all_specs: Vec<(Kind, &Container)> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| (Kind::Init, c))
+            .chain(spec.containers.iter().map(|c| (Kind::App, c)))
+            .collect();
+        let kills = all_specs.iter().filter_map(|(kind, c)| {
+            let running = observed
+                .newest(*kind, &c.name)
+                .filter(|i| matches!(i.state, ContainerState::Running { .. }))?;
+            let field = self.field_ref(&c.name, *kind);
+            self.ctx.recorder.record(
+                &field,
+                EventType::Normal,
+                "Killing",
+                format!("Stopping container {}", c.name),
+            );
+            Some(kill(&self.ctx, running, c, grace, self.pod_ip.as_deref()))
+        });
+        futures::future::join_all(kills).await;
+        for instance in &observed.all {
+            if let Err(error) = self.ctx.runtime.remove_container(&instance.id).await {
+                tracing::warn!(%error, container = %instance.name, "removing container failed");
+            }
+        }
+        volumes::remove(&self.ctx, &self.identity).await;
+        if !self.deleted {
+            let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.identity.namespace);
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(self.identity.uid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match api.delete(&self.identity.name, &params).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+                Err(error) => tracing::warn!(%error, pod = %self.identity.name, "final pod deletion failed"),
+            }
+        }
+        tracing::debug!(pod = %self.identity.name, "pod terminated");
+    }
+
+    fn pod_ref(&self) -> ObjectReference {
+        ObjectReference {
+            api_version: Some("v1".to_string()),
+            kind: Some("Pod".to_string()),
+            namespace: Some(self.identity.namespace.clone()),
+            name: Some(self.identity.name.clone()),
+            uid: Some(self.identity.uid.clone()),
+            resource_version: self.pod.metadata.resource_version.clone(),
+            field_path: None,
+        }
+    }
+
+    fn field_ref(&self, container: &str, kind: Kind) -> ObjectReference {
+        let list = if kind == Kind::Init {
+            "initContainers"
+        } else {
+            "containers"
+        };
+        ObjectReference {
+            field_path: Some(format!("spec.{list}{{{container}}}")),
+            ..self.pod_ref()
+        }
+    }
+}
+
+/// Stops one running container the kubelet's way: the preStop hook (bounded by the grace period), then the stop
+/// signal, then SIGKILL when the rest of the grace period is used up. A hook that overran gets the container 2 s
+/// more, and no container gets less than 2 s.
+async fn kill(ctx: &Context, instance: &ContainerInfo, c: &Container, grace_seconds: i64, pod_ip: Option<&str>) {
+    let grace = Duration::from_secs(u64::try_from(grace_seconds).unwrap_or(0));
+    let started = tokio::time::Instant::now();
+    if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
+        if !grace.is_zero() {
+            let run = run_hook(ctx, instance, hook, pod_ip, c);
+            if tokio::time::timeout(grace, run).await.is_err() {
+                tracing::debug!(container = %c.name, "preStop hook did not finish within the grace period");
+            }
+        }
+    }
+    let left = grace.saturating_sub(started.elapsed()).max(MIN_GRACE);
+    if let Err(error) = ctx.runtime.stop_container(&instance.id, None, left).await {
+        tracing::warn!(%error, container = %c.name, "stopping container failed");
+    }
+}
+
+/// Runs a lifecycle hook (exec or httpGet) to completion; failures are logged, as upstream only records them.
+async fn run_hook(
+    ctx: &Context,
+    instance: &ContainerInfo,
+    hook: &k8s_openapi::api::core::v1::LifecycleHandler,
+    pod_ip: Option<&str>,
+    c: &Container,
+) {
+    if let Some(exec) = &hook.exec {
+        let options = ExecOptions {
+            command: exec.command.clone().unwrap_or_default(),
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        match ctx.runtime.exec(&instance.id, &options).await {
+            Ok(mut session) => while session.output.next().await.is_some() {},
+            Err(error) => tracing::debug!(%error, container = %c.name, "preStop exec failed"),
+        }
+    } else if let Some(http) = &hook.http_get {
+        let probe = k8s_openapi::api::core::v1::Probe {
+            http_get: Some(http.clone()),
+            timeout_seconds: Some(i32::MAX),
+            ..Default::default()
+        };
+        let target = crate::probe::ProbeTarget {
+            pod_ip,
+            container_id: &instance.id,
+            container: c,
+        };
+        let outcome = crate::probe::run(&probe, &target, ctx.runtime.as_ref()).await;
+        tracing::debug!(?outcome, container = %c.name, "preStop httpGet hook ran");
+    }
+}
+
+/// The pod's containers as the runtime reports them, newest instance first.
+#[derive(Debug, Default)]
+struct Observed {
+    all: Vec<ContainerInfo>,
+}
+
+impl Observed {
+    fn new(mut all: Vec<ContainerInfo>) -> Observed {
+        all.sort_by_key(|i| std::cmp::Reverse((labels::attempt(&i.labels), i.created_at)));
+        Observed { all }
+    }
+
+    fn instances(&self, kind: Kind, name: &str) -> Vec<&ContainerInfo> {
+        self.all
+            .iter()
+            .filter(|i| {
+                i.labels.get(labels::CONTAINER_KIND).and_then(|k| Kind::parse(k)) == Some(kind)
+                    && i.labels.get(labels::CONTAINER_NAME).map(String::as_str) == Some(name)
+            })
+            .collect()
+    }
+
+    fn newest(&self, kind: Kind, name: &str) -> Option<&ContainerInfo> {
+        self.instances(kind, name).into_iter().next()
+    }
+}

@@ -1,0 +1,297 @@
+//! Pod end-to-end tests: a real `berth server` whose agent runs pods in the real Docker engine, driven by the real
+//! kubectl, checking what a user checks (`kubectl get pods`, `-o jsonpath`, `kubectl describe`, HTTP to the pod).
+//!
+//! Every pod uses the built-in workload image (`localhost/berth/workload:0.1.0`), which the agent loads itself —
+//! no registry is involved. Each test's server has its own node name; its containers are removed when it drops.
+
+// End-to-end tests are synchronous programs driving real processes in real time; the workspace ban on
+// blocking sleeps and std Instant is for async code, whose time must be virtual.
+#![allow(clippy::disallowed_methods)]
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{eventually, Server};
+
+const IMAGE: &str = "localhost/berth/workload:0.1.0";
+
+/// A pod manifest bound to the server's node, with `containers` as YAML lines (indented 2 under `spec`).
+fn pod_yaml(server: &Server, name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: {name}\nspec:\n  nodeName: {}\n{spec}",
+        server.node()
+    )
+}
+
+fn pod_json(server: &Server, name: &str) -> Value {
+    let out = server.kubectl_ok(&["get", "pod", name, "-o", "json"]);
+    serde_json::from_str(&out).expect("pod json")
+}
+
+/// Waits until `check` holds for the pod's JSON, failing with the last JSON seen.
+fn wait_pod(server: &Server, name: &str, timeout: Duration, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    let found = eventually(timeout, || {
+        let out = server.kubectl(&["get", "pod", name, "-o", "json"]);
+        let pod: Value = serde_json::from_slice(&out.stdout).ok()?;
+        last = pod.clone();
+        check(&pod).then_some(pod)
+    });
+    found.unwrap_or_else(|| panic!("pod {name}: {what} not reached in {timeout:?}; last:\n{last:#}"))
+}
+
+fn container_status<'a>(pod: &'a Value, name: &str) -> &'a Value {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+/// An HTTP GET from the host to the pod's address (the host is on the pod bridge).
+fn http_get(ip: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&format!("{ip}:8080").parse().ok()?, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+fn docker_ps(label: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--no-trunc", "--filter", &format!("label={label}")])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_pod_runs_in_docker_serves_traffic_and_goes_away_when_deleted() {
+    let server = Server::start_with_agent();
+    let manifest = pod_yaml(
+        &server,
+        "hello",
+        &format!("  containers:\n  - name: web\n    image: {IMAGE}\n    ports:\n    - containerPort: 8080\n"),
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &manifest);
+    let pod = wait_pod(&server, "hello", Duration::from_secs(60), "Running and Ready", |p| {
+        p["status"]["phase"] == "Running" && is_ready(p)
+    });
+    let status = &pod["status"];
+    let ip = status["podIP"].as_str().expect("podIP").to_string();
+    assert_eq!(status["hostIP"], "127.0.0.1");
+    assert!(status["startTime"].is_string());
+    let web = container_status(&pod, "web");
+    assert_eq!(web["ready"], true);
+    assert_eq!(web["started"], true);
+    assert_eq!(web["restartCount"], 0);
+    assert_eq!(web["image"], IMAGE);
+    assert!(
+        web["imageID"].as_str().unwrap().starts_with("docker://sha256:"),
+        "{web}"
+    );
+    assert!(web["containerID"].as_str().unwrap().starts_with("docker://"), "{web}");
+    assert!(web["state"]["running"]["startedAt"].is_string(), "{web}");
+
+    // The pod answers on its own address with its own name (the workload reads its hostname, the pod name).
+    let reply = eventually(Duration::from_secs(10), || http_get(&ip, "/")).expect("pod answers HTTP");
+    assert!(reply.contains("Hello from hello"), "{reply}");
+
+    // kubectl's view.
+    let out = server.kubectl_ok(&["get", "pod", "hello"]);
+    assert!(out.contains("1/1") && out.contains("Running"), "{out}");
+    let node = server.node().to_string();
+    let out = server.kubectl_ok(&["get", "pod", "hello", "-o", "wide"]);
+    assert!(out.contains(&ip) && out.contains(&node), "{out}");
+    let events = server.kubectl_ok(&["describe", "pod", "hello"]);
+    for reason in ["Pulled", "Created", "Started"] {
+        assert!(events.contains(reason), "describe lacks {reason}:\n{events}");
+    }
+
+    // The node the agent registered.
+    let node_json: Value = serde_json::from_str(&server.kubectl_ok(&["get", "node", &node, "-o", "json"])).unwrap();
+    let info = &node_json["status"]["nodeInfo"];
+    for field in [
+        "architecture",
+        "bootID",
+        "containerRuntimeVersion",
+        "kernelVersion",
+        "kubeProxyVersion",
+        "kubeletVersion",
+        "machineID",
+        "operatingSystem",
+        "osImage",
+        "systemUUID",
+    ] {
+        assert!(info[field].is_string(), "nodeInfo.{field} missing: {info}");
+    }
+    assert!(info["containerRuntimeVersion"]
+        .as_str()
+        .unwrap()
+        .starts_with("docker://"));
+    assert_eq!(node_json["metadata"]["labels"]["kubernetes.io/hostname"], node.as_str());
+    assert_eq!(node_json["metadata"]["labels"]["kubernetes.io/os"], "linux");
+    assert!(node_json["status"]["capacity"]["cpu"].is_string());
+    let lease = server.kubectl_ok(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-node-lease",
+        &node,
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    assert_eq!(lease, node);
+
+    // Deleting the pod stops its containers and removes them, then the object.
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    assert!(!docker_ps(&format!("berth.pod.uid={uid}")).is_empty());
+    server.kubectl_ok(&["delete", "pod", "hello", "--wait=true", "--timeout=60s"]);
+    let out = server.kubectl(&["get", "pod", "hello"]);
+    assert!(!out.status.success());
+    assert!(
+        docker_ps(&format!("berth.pod.uid={uid}")).is_empty(),
+        "containers left behind"
+    );
+}
+
+#[test]
+fn a_crashing_container_restarts_with_backoff_and_a_growing_restart_count() {
+    let server = Server::start_with_agent();
+    let manifest = pod_yaml(
+        &server,
+        "crasher",
+        &format!("  containers:\n  - name: app\n    image: {IMAGE}\n    args: [\"exit\", \"3\"]\n"),
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &manifest);
+    let pod = wait_pod(&server, "crasher", Duration::from_secs(60), "a restart", |p| {
+        container_status(p, "app")["restartCount"].as_i64().unwrap_or(0) >= 1
+    });
+    let app = container_status(&pod, "app");
+    assert_eq!(app["lastState"]["terminated"]["exitCode"], 3, "{app}");
+    assert_eq!(app["lastState"]["terminated"]["reason"], "Error", "{app}");
+    // The second failure waits 10 s: CrashLoopBackOff, visible to kubectl.
+    let pod = wait_pod(&server, "crasher", Duration::from_secs(30), "CrashLoopBackOff", |p| {
+        container_status(p, "app")["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+    assert_eq!(pod["status"]["phase"], "Running");
+    let out = server.kubectl_ok(&["get", "pod", "crasher"]);
+    assert!(out.contains("CrashLoopBackOff"), "{out}");
+    let describe = server.kubectl_ok(&["describe", "pod", "crasher"]);
+    assert!(describe.contains("BackOff"), "{describe}");
+    // Restart counts only grow.
+    let mut seen = 0;
+    let reached = eventually(Duration::from_secs(60), || {
+        let count = container_status(&pod_json(&server, "crasher"), "app")["restartCount"]
+            .as_i64()
+            .unwrap_or(0);
+        assert!(count >= seen, "restartCount went from {seen} back to {count}");
+        seen = count;
+        (count >= 3).then_some(())
+    });
+    assert!(reached.is_some(), "restartCount stayed at {seen}");
+}
+
+#[test]
+fn restart_policies_decide_the_final_phase() {
+    let server = Server::start_with_agent();
+    for (name, policy, code) in [("done", "Never", 0), ("broken", "Never", 4), ("retry", "OnFailure", 0)] {
+        let manifest = pod_yaml(
+            &server,
+            name,
+            &format!(
+                "  restartPolicy: {policy}\n  containers:\n  - name: app\n    image: {IMAGE}\n    args: [\"exit\", \"{code}\"]\n"
+            ),
+        );
+        server.kubectl_stdin_ok(&["apply", "-f", "-"], &manifest);
+    }
+    let done = wait_pod(&server, "done", Duration::from_secs(60), "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    assert_eq!(
+        container_status(&done, "app")["state"]["terminated"]["reason"],
+        "Completed"
+    );
+    let broken = wait_pod(&server, "broken", Duration::from_secs(60), "Failed", |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    assert_eq!(container_status(&broken, "app")["state"]["terminated"]["exitCode"], 4);
+    assert_eq!(container_status(&broken, "app")["restartCount"], 0);
+    wait_pod(&server, "retry", Duration::from_secs(60), "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    let out = server.kubectl_ok(&["get", "pods"]);
+    assert!(out.contains("Completed") && out.contains("Error"), "{out}");
+}
+
+#[test]
+fn init_containers_run_in_order_before_the_app() {
+    let server = Server::start_with_agent();
+    let spec = format!(
+        "  volumes:\n  - name: work\n    emptyDir: {{}}\n  initContainers:\n\
+         \x20 - name: first\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo one > /work/log\"]\n    volumeMounts:\n    - {{name: work, mountPath: /work}}\n\
+         \x20 - name: second\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"cat /work/log && echo two >> /work/log\"]\n    volumeMounts:\n    - {{name: work, mountPath: /work}}\n\
+         \x20 containers:\n  - name: app\n    image: {IMAGE}\n    volumeMounts:\n    - {{name: work, mountPath: /work}}\n"
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &pod_yaml(&server, "inits", &spec));
+    let pod = wait_pod(&server, "inits", Duration::from_secs(60), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let inits = pod["status"]["initContainerStatuses"]
+        .as_array()
+        .expect("init statuses");
+    assert_eq!(inits.len(), 2);
+    for s in inits {
+        assert_eq!(s["state"]["terminated"]["reason"], "Completed", "{s}");
+    }
+    let first_done = inits[0]["state"]["terminated"]["finishedAt"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second_started = inits[1]["state"]["terminated"]["startedAt"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        first_done <= second_started,
+        "second started {second_started} before first finished {first_done}"
+    );
+    // The second init container saw the first one's file (it exits non-zero otherwise and the pod never runs).
+    let initialized = pod["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Initialized");
+    assert_eq!(initialized.unwrap()["status"], "True");
+}
+
+#[test]
+fn a_failed_pull_reports_err_image_pull_then_image_pull_back_off() {
+    let server = Server::start_with_agent();
+    // A registry on a closed loopback port: the pull fails at once and nothing leaves the machine.
+    let manifest = pod_yaml(
+        &server,
+        "nopull",
+        "  containers:\n  - name: app\n    image: localhost:1/none/such:v1\n",
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &manifest);
+    wait_pod(&server, "nopull", Duration::from_secs(60), "ImagePullBackOff", |p| {
+        container_status(p, "app")["state"]["waiting"]["reason"] == "ImagePullBackOff"
+    });
+    let describe = server.kubectl_ok(&["describe", "pod", "nopull"]);
+    assert!(describe.contains("Failed to pull image"), "{describe}");
+    assert_eq!(pod_json(&server, "nopull")["status"]["phase"], "Pending");
+}
