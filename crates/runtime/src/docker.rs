@@ -208,14 +208,20 @@ impl ContainerRuntime for DockerRuntime {
             }),
             ..Default::default()
         };
-        match self.docker.create_network(request).await {
-            Ok(_) => self.dedupe_network(name).await,
-            Err(e) => match map_err("create network", || format!("network {name}"), e) {
-                // Someone else created it between our inspect and create.
-                RuntimeError::Rejected { message, .. } if message.contains("already exists") => Ok(()),
-                other => Err(other),
-            },
+        let err = match self.docker.create_network(request).await {
+            Ok(_) => return self.dedupe_network(name).await,
+            Err(e) => map_err("create network", || format!("network {name}"), e),
+        };
+        // A concurrent creator (another agent on this engine) wins the race: the engine then refuses ours as a
+        // duplicate or, with a subnet, as an overlapping address pool. If the network appears shortly, that is
+        // success; the winner's create may still be finishing, so look a few times.
+        for _ in 0..10 {
+            if self.docker.inspect_network(name, None).await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        Err(err)
     }
 
     async fn inspect_image(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {

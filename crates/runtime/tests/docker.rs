@@ -565,3 +565,66 @@ async fn a_pull_without_a_registry_fails_fast() {
     assert!(took < Duration::from_secs(10), "{took:?}");
     assert_eq!(h.runtime.inspect_image("localhost:1/nope:v1").await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn networks_get_the_asked_subnet_and_concurrent_creation_leaves_one() {
+    let mut h = Harness::new("subnet").await;
+    let name = format!("berth-{}", h.run_id);
+    h.cleanup.networks.push(name.clone());
+    // An unusual private range, picked from the run id so parallel runs do not collide.
+    let third = 100 + (std::process::id() % 150);
+    let subnet = format!("10.213.{third}.0/24");
+    let (a, b, c) = tokio::join!(
+        h.runtime.ensure_network(&name, Some(&subnet)),
+        h.runtime.ensure_network(&name, Some(&subnet)),
+        h.runtime.ensure_network(&name, Some(&subnet)),
+    );
+    // Racing creators (agents on one engine) all succeed, and one network remains.
+    for result in [a, b, c] {
+        result.unwrap();
+    }
+    h.runtime.ensure_network(&name, Some(&subnet)).await.unwrap();
+    let ids = networks_named(&name);
+    assert_eq!(ids.len(), 1, "exactly one network named {name}: {ids:?}");
+
+    // Without a subnet the engine (before API 1.44) would accept duplicates; the runtime removes them.
+    let plain = format!("berth-{}-plain", h.run_id);
+    h.cleanup.networks.push(plain.clone());
+    let (a, b, c) = tokio::join!(
+        h.runtime.ensure_network(&plain, None),
+        h.runtime.ensure_network(&plain, None),
+        h.runtime.ensure_network(&plain, None),
+    );
+    for result in [a, b, c] {
+        result.unwrap();
+    }
+    assert_eq!(networks_named(&plain).len(), 1, "exactly one network named {plain}");
+
+    let mut infra = h.config("infra", &["pause"]);
+    infra.network = NetworkMode::Bridge {
+        network: name.clone(),
+        hostname: "pod-b".into(),
+    };
+    let id = h.run(&infra).await;
+    let ip = h
+        .runtime
+        .inspect_container(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .ip_address
+        .unwrap();
+    assert!(ip.starts_with(&format!("10.213.{third}.")), "{ip} in {subnet}");
+}
+
+/// Ids of the networks with exactly this name, from the docker CLI (independent of the code under test).
+fn networks_named(name: &str) -> Vec<String> {
+    let listed = std::process::Command::new("docker")
+        .args(["network", "ls", "-q", "--filter", &format!("name=^{name}$")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&listed.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
