@@ -594,12 +594,16 @@ impl ContainerRuntime for FakeRuntime {
         self.lock().calls.push("events".to_string());
         let labels = labels.clone();
         let receiver = self.events.subscribe();
-        stream::unfold(receiver, move |mut receiver| {
+        // The state is `None` once the stream has reported an error: it then ends.
+        stream::unfold(Some(receiver), move |receiver| {
             let labels = labels.clone();
             async move {
+                let mut receiver = receiver?;
                 loop {
                     match receiver.recv().await {
-                        Ok(event) if matches_labels(&event.labels, &labels) => return Some((Ok(event), receiver)),
+                        Ok(event) if matches_labels(&event.labels, &labels) => {
+                            return Some((Ok(event), Some(receiver)))
+                        }
                         Ok(_) => continue,
                         // Like a broken engine connection: report it once and end, so the caller relists.
                         Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -607,7 +611,7 @@ impl ContainerRuntime for FakeRuntime {
                                 operation: "container events",
                                 message: format!("subscriber lagged by {n} events"),
                             };
-                            return Some((Err(err), receiver));
+                            return Some((Err(err), None));
                         }
                         Err(broadcast::error::RecvError::Closed) => return None,
                     }
