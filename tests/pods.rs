@@ -295,3 +295,208 @@ fn a_failed_pull_reports_err_image_pull_then_image_pull_back_off() {
     assert!(describe.contains("Failed to pull image"), "{describe}");
     assert_eq!(pod_json(&server, "nopull")["status"]["phase"], "Pending");
 }
+
+#[test]
+fn a_failing_liveness_probe_restarts_the_container_and_says_why() {
+    let server = Server::start_with_agent();
+    let spec = format!(
+        "  containers:\n  - name: web\n    image: {IMAGE}\n    args: [\"serve\", \"--fail-health-after\", \"2\"]\n\
+         \x20   livenessProbe:\n      httpGet: {{path: /healthz, port: 8080}}\n      periodSeconds: 1\n      failureThreshold: 2\n"
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &pod_yaml(&server, "unhealthy", &spec));
+    let pod = wait_pod(&server, "unhealthy", Duration::from_secs(60), "two restarts", |p| {
+        container_status(p, "web")["restartCount"].as_i64().unwrap_or(0) >= 2
+    });
+    // Killed by the agent for the probe: the container ended on SIGTERM with the workload's exit code 0.
+    assert!(
+        container_status(&pod, "web")["lastState"]["terminated"].is_object(),
+        "{pod:#}"
+    );
+    let describe = server.kubectl_ok(&["describe", "pod", "unhealthy"]);
+    assert!(
+        describe.contains("Liveness probe failed: HTTP probe failed with statuscode: 500"),
+        "{describe}"
+    );
+    assert!(
+        describe.contains("failed liveness probe, will be restarted"),
+        "{describe}"
+    );
+}
+
+#[test]
+fn the_classic_exec_liveness_example_restarts_once_the_file_is_gone() {
+    let server = Server::start_with_agent();
+    // The upstream documentation's liveness example, with shorter sleeps.
+    let spec = format!(
+        "  containers:\n  - name: liveness\n    image: {IMAGE}\n    args: [\"/bin/sh\", \"-c\", \"touch /tmp/healthy; sleep 3; rm -f /tmp/healthy; sleep 600\"]\n\
+         \x20   livenessProbe:\n      exec:\n        command: [\"cat\", \"/tmp/healthy\"]\n      initialDelaySeconds: 1\n      periodSeconds: 1\n      failureThreshold: 1\n"
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &pod_yaml(&server, "liveness-exec", &spec));
+    wait_pod(&server, "liveness-exec", Duration::from_secs(60), "a restart", |p| {
+        container_status(p, "liveness")["restartCount"].as_i64().unwrap_or(0) >= 1
+    });
+    let describe = server.kubectl_ok(&["describe", "pod", "liveness-exec"]);
+    assert!(describe.contains("Liveness probe failed"), "{describe}");
+}
+
+#[test]
+fn readiness_gates_ready_without_ever_restarting() {
+    let server = Server::start_with_agent();
+    let spec = format!(
+        "  containers:\n  - name: web\n    image: {IMAGE}\n    args: [\"serve\", \"--ready-after\", \"3600\"]\n\
+         \x20   readinessProbe:\n      httpGet: {{path: /readyz, port: 8080}}\n      periodSeconds: 1\n      failureThreshold: 1\n\
+         \x20   startupProbe:\n      tcpSocket: {{port: 8080}}\n      periodSeconds: 1\n"
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &pod_yaml(&server, "gated", &spec));
+    let pod = wait_pod(&server, "gated", Duration::from_secs(60), "Running and started", |p| {
+        p["status"]["phase"] == "Running" && container_status(p, "web")["started"] == true
+    });
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+    // Unready for several probe periods: never Ready, never restarted.
+    std::thread::sleep(Duration::from_secs(4));
+    let pod = pod_json(&server, "gated");
+    assert!(!is_ready(&pod), "{pod:#}");
+    assert_eq!(container_status(&pod, "web")["ready"], false);
+    assert_eq!(container_status(&pod, "web")["restartCount"], 0);
+    let out = server.kubectl_ok(&["get", "pod", "gated"]);
+    assert!(out.contains("0/1"), "{out}");
+    // Toggle readiness in the workload: the pod becomes Ready within a few periods.
+    http_get(&ip, "/control/ready").expect("toggle readiness");
+    wait_pod(&server, "gated", Duration::from_secs(20), "Ready", is_ready);
+    // And unready again, still without a restart.
+    http_get(&ip, "/control/unready").expect("toggle readiness");
+    let pod = wait_pod(&server, "gated", Duration::from_secs(20), "unready", |p| !is_ready(p));
+    assert_eq!(container_status(&pod, "web")["restartCount"], 0);
+}
+
+#[test]
+fn deletion_waits_for_the_grace_period_and_gives_an_overrunning_pre_stop_two_more_seconds() {
+    let server = Server::start_with_agent();
+    // The workload takes 100 s to exit after SIGTERM, so only SIGKILL at the end of the grace period stops it.
+    let stubborn = format!(
+        "  terminationGracePeriodSeconds: 3\n  containers:\n  - name: app\n    image: {IMAGE}\n    args: [\"serve\", \"--term-delay\", \"100\"]\n"
+    );
+    // A preStop hook that overruns the grace period: upstream gives the container 2 s more after it.
+    let overrun = format!(
+        "  terminationGracePeriodSeconds: 3\n  containers:\n  - name: app\n    image: {IMAGE}\n    args: [\"serve\", \"--term-delay\", \"100\"]\n\
+         \x20   lifecycle:\n      preStop:\n        exec:\n          command: [\"sleep\", \"30\"]\n"
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &pod_yaml(&server, "stubborn", &stubborn));
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &pod_yaml(&server, "overrun", &overrun));
+    for name in ["stubborn", "overrun"] {
+        wait_pod(&server, name, Duration::from_secs(60), "Running", |p| {
+            p["status"]["phase"] == "Running"
+        });
+    }
+    let timed_delete = |name: &str| {
+        let started = std::time::Instant::now();
+        server.kubectl_ok(&["delete", "pod", name, "--timeout=60s"]);
+        started.elapsed()
+    };
+    let stubborn_took = timed_delete("stubborn");
+    assert!(
+        stubborn_took >= Duration::from_secs(3),
+        "deleted after {stubborn_took:?}, before the grace period"
+    );
+    assert!(
+        stubborn_took < Duration::from_secs(15),
+        "deletion took {stubborn_took:?}"
+    );
+    let overrun_took = timed_delete("overrun");
+    assert!(
+        overrun_took >= Duration::from_secs(5),
+        "deleted after {overrun_took:?}: no +2 s after the preStop hook"
+    );
+    assert!(overrun_took < Duration::from_secs(15), "deletion took {overrun_took:?}");
+}
+
+#[test]
+fn killing_the_agent_never_disturbs_running_containers() {
+    let mut server = Server::start_with_agent();
+    let spec = format!(
+        "  containers:\n  - name: web\n    image: {IMAGE}\n  - name: crasher\n    image: {IMAGE}\n    args: [\"serve\", \"--exit-after\", \"2\", \"--exit-code\", \"1\"]\n"
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &pod_yaml(&server, "steady", &spec));
+    let pod = wait_pod(
+        &server,
+        "steady",
+        Duration::from_secs(60),
+        "Running with web ready",
+        |p| p["status"]["phase"] == "Running" && container_status(p, "web")["ready"] == true,
+    );
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    let web_id = container_status(&pod, "web")["containerID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started_at = container_status(&pod, "web")["state"]["running"]["startedAt"].clone();
+    let containers_before = docker_ps(&format!("berth.pod.uid={uid}")).len();
+    let agent_port = |server: &Server| {
+        server.kubectl_ok(&[
+            "get",
+            "node",
+            server.node(),
+            "-o",
+            "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}",
+        ])
+    };
+    let docker_state = |id: &str| {
+        let out = std::process::Command::new("docker")
+            .args([
+                "inspect",
+                "--format",
+                "{{.State.Running}} {{.State.StartedAt}}",
+                id.trim_start_matches("docker://"),
+            ])
+            .output()
+            .expect("docker inspect");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let web_state = docker_state(&web_id);
+    assert!(web_state.starts_with("true "), "{web_state}");
+    for round in 0..10 {
+        let old_port = agent_port(&server);
+        server.kill9_agent_and_restart();
+        // The new agent process registers with a new port; then give it a moment to sync the pod.
+        let back = eventually(Duration::from_secs(30), || {
+            (agent_port(&server) != old_port).then_some(())
+        });
+        assert!(
+            back.is_some(),
+            "round {round}: the agent did not come back\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            docker_state(&web_id),
+            web_state,
+            "round {round}: the web container was stopped or restarted"
+        );
+        let pod = wait_pod(&server, "steady", Duration::from_secs(30), "web Ready", |p| {
+            container_status(p, "web")["ready"] == true
+        });
+        let web = container_status(&pod, "web");
+        assert_eq!(
+            web["containerID"].as_str().unwrap(),
+            web_id,
+            "round {round}: the web container was replaced"
+        );
+        assert_eq!(web["restartCount"], 0, "round {round}: restartCount changed");
+        assert_eq!(
+            web["state"]["running"]["startedAt"], started_at,
+            "round {round}: the container was restarted"
+        );
+        // No duplicates: one infra, one web, and the crasher's current and previous instances at most.
+        let containers = docker_ps(&format!("berth.pod.uid={uid}")).len();
+        assert!(
+            containers <= containers_before.max(4),
+            "round {round}: {containers} containers for one pod"
+        );
+    }
+    // The crashing container's restart count survived the agent restarts too (it never goes down).
+    let pod = pod_json(&server, "steady");
+    assert!(
+        container_status(&pod, "crasher")["restartCount"].as_i64().unwrap() >= 1,
+        "{pod:#}"
+    );
+}

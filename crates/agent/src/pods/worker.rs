@@ -202,7 +202,26 @@ impl PodWorker {
         }
         self.sync_probes(&observed);
         self.write_status(&observed).await;
+        self.prune(&observed).await;
         Next::After(wake)
+    }
+
+    /// Removes exited instances older than the previous one of each container: the kubelet keeps the last dead
+    /// instance for `kubectl logs --previous` and garbage-collects the rest.
+    async fn prune(&self, observed: &Observed) {
+        let mut seen: HashMap<(String, String), usize> = HashMap::new();
+        for instance in &observed.all {
+            let kind = instance.labels.get(labels::CONTAINER_KIND).cloned().unwrap_or_default();
+            let name = instance.labels.get(labels::CONTAINER_NAME).cloned().unwrap_or_default();
+            let keep = if kind == Kind::Infra.as_str() { 1 } else { 2 };
+            let count = seen.entry((kind, name)).or_default();
+            *count += 1;
+            if *count > keep && !matches!(instance.state, ContainerState::Running { .. }) {
+                if let Err(error) = self.ctx.runtime.remove_container(&instance.id).await {
+                    tracing::debug!(%error, container = %instance.name, "removing an old instance failed");
+                }
+            }
+        }
     }
 
     /// Lists the pod's containers, grouped and newest first. `None` if the runtime failed (retried soon).
