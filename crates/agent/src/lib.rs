@@ -47,8 +47,30 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    #[error("invalid configuration: {message}")]
+    Config { message: String },
     #[error("agent endpoint: {0}")]
     Server(#[from] server::ServerError),
+}
+
+/// A kube-rs client for the API server at `url`, trusting the cluster CA `ca_pem` and presenting `token`.
+pub fn api_client(url: &str, ca_pem: &str, token: &str) -> Result<kube::Client, AgentError> {
+    let invalid = |message: String| AgentError::Config { message };
+    let uri = url.parse().map_err(|e| invalid(format!("server URL {url:?}: {e}")))?;
+    let mut config = kube::Config::new(uri);
+    let certs = rustls_pemfile::certs(&mut ca_pem.as_bytes())
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(format!("reading the CA certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(invalid("the CA file holds no certificate".to_string()));
+    }
+    config.root_cert = Some(certs);
+    config.auth_info.token = Some(token.to_string().into());
+    kube::Client::try_from(config).map_err(|source| AgentError::Api {
+        step: "building the API client",
+        source,
+    })
 }
 
 /// Runs the agent until `shutdown` resolves: registers the Node, serves logs and exec, and runs pods. `token` is

@@ -193,17 +193,8 @@ fn route_source(target: IpAddr) -> IpAddr {
     probe().unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
-/// A kube-rs client for `url`, trusting `ca_pem` and presenting `token`.
 fn kube_client(url: &str, ca_pem: &str, token: &str) -> Result<kube::Client> {
-    let mut config = kube::Config::new(url.parse().with_context(|| format!("parsing server URL {url:?}"))?);
-    let certs = rustls_pemfile::certs(&mut ca_pem.as_bytes())
-        .map(|c| c.map(|c| c.to_vec()))
-        .collect::<Result<Vec<_>, _>>()
-        .context("reading the CA certificate")?;
-    anyhow::ensure!(!certs.is_empty(), "the CA file holds no certificate");
-    config.root_cert = Some(certs);
-    config.auth_info.token = Some(token.to_string().into());
-    kube::Client::try_from(config).context("building the API client")
+    berth_agent::api_client(url, ca_pem, token).context("building the API client")
 }
 
 async fn docker() -> Result<std::sync::Arc<dyn berth_runtime::ContainerRuntime>> {
