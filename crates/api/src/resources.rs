@@ -135,6 +135,14 @@ pub static RESOURCES: &[ResourceInfo] = &[
                 kind: "Pod",
                 verbs: &["get"],
             },
+            // Upstream lists exec as PodExecOptions with create (SPDY's POST) and get (the WebSocket upgrade).
+            Subresource {
+                name: "exec",
+                group: None,
+                version: None,
+                kind: "PodExecOptions",
+                verbs: &["create", "get"],
+            },
         ],
         has_status: true,
     },

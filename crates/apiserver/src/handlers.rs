@@ -4,6 +4,8 @@
 
 use axum::body::Body;
 use axum::extract::State;
+use axum::Extension;
+use hyper::upgrade::OnUpgrade;
 use axum::response::Response;
 use berth_api::{meta, ApiError, ResourceInfo};
 use berth_machinery::patch;
@@ -25,6 +27,7 @@ pub async fn resource(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    upgrade: Option<Extension<OnUpgrade>>,
     body: Body,
 ) -> Result<Response> {
     let target = Target::parse(uri.path())?;
@@ -108,12 +111,12 @@ pub async fn resource(
             bind(&state, r, ns.as_deref(), name, &binding).await
         }
         (&Method::GET, Some(name), Some("log")) => {
-            // Logs come from the node agent, which is not part of this server yet.
-            state.registry.get(r, ns.as_deref(), name).await?;
-            Err(ApiError::bad_request(format!(
-                "pod \"{name}\" is not running on any node: no node agent serves it"
-            ))
-            .into())
+            crate::proxy::log(&state, ns.as_deref().unwrap_or_default(), name, uri.query()).await
+        }
+        (&Method::GET | &Method::POST, Some(name), Some("exec")) => {
+            let upgrade = upgrade.map(|Extension(u)| u);
+            let ns = ns.as_deref().unwrap_or_default();
+            crate::proxy::exec(&state, ns, name, &method, uri.query(), &headers, upgrade).await
         }
         _ => Err(ApiError::method_not_allowed().into()),
     }

@@ -19,6 +19,7 @@ pub mod handlers;
 pub mod lifecycle;
 pub mod openapi;
 pub mod pki;
+pub mod proxy;
 pub mod query;
 pub mod registry;
 pub mod render;
@@ -51,6 +52,9 @@ pub struct AppState {
     pub shutdown: signal::Receiver<bool>,
     /// The address clients should use (reported in `/api` discovery and the `kubernetes` Endpoints).
     pub advertise: std::net::SocketAddr,
+    /// Dials node agents for `pods/log` and `pods/exec`; [`proxy::AgentClient::disabled`] until the server
+    /// sets the cluster token.
+    pub agents: proxy::AgentClient,
 }
 
 impl AppState {
@@ -67,6 +71,7 @@ impl AppState {
             allocator,
             shutdown,
             advertise,
+            agents: proxy::AgentClient::disabled(),
         })
     }
 }

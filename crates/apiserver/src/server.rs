@@ -118,7 +118,9 @@ pub async fn run_notify(
     let advertise = SocketAddr::new(advertise_ip, local.port());
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let state = AppState::new(store, &config.service_cidr, advertise, stop_rx.clone())?;
+    let mut state = AppState::new(store, &config.service_cidr, advertise, stop_rx.clone())?;
+    // The API server calls node agents with the cluster token, the one credential they accept.
+    state.agents = crate::proxy::AgentClient::new(&pki.token);
     crate::lifecycle::bootstrap(&state, local.port())
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap: {}", e.0))?;
