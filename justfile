@@ -18,6 +18,10 @@ check:
 bench-api:
     cargo run --release -p berth --example bench-api
 
+# Pod create → Running/Ready against raw Docker create+start, and container exit → status (needs Docker).
+bench-pods:
+    cargo run --release -p berth --example bench-pods
+
 # The store alone: durable creates/s with 1, 16 and 64 writers.
 bench-store:
     cargo run --release -p berth-store --example store_bench

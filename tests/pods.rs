@@ -500,3 +500,71 @@ fn killing_the_agent_never_disturbs_running_containers() {
         "{pod:#}"
     );
 }
+
+#[test]
+fn config_maps_and_secrets_reach_env_and_files_and_file_updates_follow() {
+    let server = Server::start_with_agent();
+    server.kubectl_ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=color=blue",
+        "--from-literal=size=L",
+    ]);
+    server.kubectl_ok(&["create", "secret", "generic", "creds", "--from-literal=password=s3cret"]);
+    let spec = format!(
+        "  volumes:\n  - name: cfg\n    configMap:\n      name: settings\n  - name: sec\n    secret:\n      secretName: creds\n      defaultMode: 0400\n\
+         \x20 containers:\n  - name: app\n    image: {IMAGE}\n\
+         \x20   envFrom:\n    - configMapRef: {{name: settings}}\n      prefix: CFG_\n\
+         \x20   env:\n    - name: PASSWORD\n      valueFrom:\n        secretKeyRef: {{name: creds, key: password}}\n\
+         \x20   - name: MY_POD\n      valueFrom:\n        fieldRef: {{fieldPath: metadata.name}}\n\
+         \x20   - name: GREETING\n      value: \"hello $(MY_POD)\"\n\
+         \x20   volumeMounts:\n    - {{name: cfg, mountPath: /etc/settings}}\n    - {{name: sec, mountPath: /etc/creds}}\n"
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &pod_yaml(&server, "configured", &spec));
+    wait_pod(&server, "configured", Duration::from_secs(60), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let env = server.kubectl_ok(&["exec", "configured", "--", "env"]);
+    for line in [
+        "CFG_color=blue",
+        "CFG_size=L",
+        "PASSWORD=s3cret",
+        "MY_POD=configured",
+        "GREETING=hello configured",
+    ] {
+        assert!(env.lines().any(|l| l == line), "env lacks {line}:\n{env}");
+    }
+    assert_eq!(
+        server.kubectl_ok(&["exec", "configured", "--", "cat", "/etc/settings/color"]),
+        "blue"
+    );
+    assert_eq!(
+        server.kubectl_ok(&["exec", "configured", "--", "cat", "/etc/creds/password"]),
+        "s3cret"
+    );
+    // An edit of the ConfigMap shows up in the mounted file within seconds, like upstream's atomic writer.
+    server.kubectl_ok(&["patch", "configmap", "settings", "-p", r#"{"data":{"color":"green"}}"#]);
+    let updated = eventually(Duration::from_secs(30), || {
+        let out = server.kubectl(&["exec", "configured", "--", "cat", "/etc/settings/color"]);
+        (String::from_utf8_lossy(&out.stdout) == "green").then_some(())
+    });
+    assert!(updated.is_some(), "the mounted file never showed the update");
+    // A missing ConfigMap keeps a container from starting, with upstream's reason.
+    let spec = format!(
+        "  containers:\n  - name: app\n    image: {IMAGE}\n    env:\n    - name: X\n      valueFrom:\n        configMapKeyRef: {{name: absent, key: x}}\n"
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &pod_yaml(&server, "unconfigured", &spec));
+    let pod = wait_pod(
+        &server,
+        "unconfigured",
+        Duration::from_secs(60),
+        "CreateContainerConfigError",
+        |p| container_status(p, "app")["state"]["waiting"]["reason"] == "CreateContainerConfigError",
+    );
+    let message = container_status(&pod, "app")["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("configmap \"absent\" not found"), "{message}");
+}
