@@ -4,13 +4,13 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::Extension;
-use hyper::upgrade::OnUpgrade;
 use axum::response::Response;
+use axum::Extension;
 use berth_api::{meta, ApiError, ResourceInfo};
 use berth_machinery::patch;
 use berth_machinery::selector::{FieldSelector, LabelSelector};
 use http::{HeaderMap, Method, StatusCode, Uri};
+use hyper::upgrade::OnUpgrade;
 use serde_json::{json, Value};
 
 use crate::body::{self, Output};

@@ -130,7 +130,11 @@ pub async fn run_notify(
     write_kubeconfig(&kubeconfig, &pki.kubeconfig(&url))?;
     tracing::info!(%url, kubeconfig = %kubeconfig.display(), "berth API server listening");
     if let Some(ready) = ready {
-        let _ = ready.send(Ready { url: url.clone(), ca_pem: pki.ca_pem.clone(), token: pki.token.clone() });
+        let _ = ready.send(Ready {
+            url: url.clone(),
+            ca_pem: pki.ca_pem.clone(),
+            token: pki.token.clone(),
+        });
     }
 
     let token: Arc<str> = Arc::from(pki.token.as_str());

@@ -145,7 +145,9 @@ pub enum RuntimeEventKind {
     Create,
     Start,
     /// The main process ended (exit code when the runtime reports one).
-    Die { exit_code: Option<i64> },
+    Die {
+        exit_code: Option<i64>,
+    },
     /// The kernel's OOM killer hit the container.
     Oom,
     /// The container was removed.
@@ -194,7 +196,9 @@ pub struct ExecSession {
 
 impl std::fmt::Debug for ExecSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExecSession").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("ExecSession")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
