@@ -21,9 +21,9 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{eventually, python, repo_root, text, Server};
+use support::{container_status, eventually, pod_yaml, python, repo_root, text, wait_pod, Server};
 
-const IMAGE: &str = "localhost/berth/workload:0.1.0";
+use support::WORKLOAD_IMAGE as IMAGE;
 
 /// How long a pod may take to start on a loaded machine (image load, network, two cores shared with other tests).
 const START: Duration = Duration::from_secs(90);
@@ -32,36 +32,9 @@ const START: Duration = Duration::from_secs(90);
 /// fail the test, not hang it).
 const COMMAND: Duration = Duration::from_secs(60);
 
-/// A pod manifest bound to the server's node, with `spec` as YAML lines indented 2 under `spec`.
-fn pod_yaml(server: &Server, name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {}\n{spec}",
-        server.node()
-    )
-}
-
 /// A container entry for `pod_yaml`: `name`, running the workload with `args` (a YAML flow sequence).
 fn container(name: &str, args: &str) -> String {
     format!("  - name: {name}\n    image: {IMAGE}\n    args: {args}\n")
-}
-
-/// Waits until `check` holds for the pod's JSON, failing with the last JSON seen.
-fn wait_pod(server: &Server, name: &str, timeout: Duration, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    let found = eventually(timeout, || {
-        let out = server.kubectl(&["get", "pod", name, "-o", "json"]);
-        let pod: Value = serde_json::from_slice(&out.stdout).ok()?;
-        last = pod.clone();
-        check(&pod).then_some(pod)
-    });
-    found.unwrap_or_else(|| panic!("pod {name}: {what} not reached in {timeout:?}; last:\n{last:#}"))
-}
-
-fn container_status<'a>(pod: &'a Value, name: &str) -> &'a Value {
-    pod["status"]["containerStatuses"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
-        .unwrap_or(&Value::Null)
 }
 
 /// Applies the manifest and waits until every container of the pod is running.

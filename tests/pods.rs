@@ -13,40 +13,13 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{eventually, Server};
+use support::{container_status, eventually, pod_yaml, wait_pod, Server};
 
-const IMAGE: &str = "localhost/berth/workload:0.1.0";
-
-/// A pod manifest bound to the server's node, with `containers` as YAML lines (indented 2 under `spec`).
-fn pod_yaml(server: &Server, name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: {name}\nspec:\n  nodeName: {}\n{spec}",
-        server.node()
-    )
-}
+use support::WORKLOAD_IMAGE as IMAGE;
 
 fn pod_json(server: &Server, name: &str) -> Value {
     let out = server.kubectl_ok(&["get", "pod", name, "-o", "json"]);
     serde_json::from_str(&out).expect("pod json")
-}
-
-/// Waits until `check` holds for the pod's JSON, failing with the last JSON seen.
-fn wait_pod(server: &Server, name: &str, timeout: Duration, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    let found = eventually(timeout, || {
-        let out = server.kubectl(&["get", "pod", name, "-o", "json"]);
-        let pod: Value = serde_json::from_slice(&out.stdout).ok()?;
-        last = pod.clone();
-        check(&pod).then_some(pod)
-    });
-    found.unwrap_or_else(|| panic!("pod {name}: {what} not reached in {timeout:?}; last:\n{last:#}"))
-}
-
-fn container_status<'a>(pod: &'a Value, name: &str) -> &'a Value {
-    pod["status"]["containerStatuses"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
-        .unwrap_or(&Value::Null)
 }
 
 fn is_ready(pod: &Value) -> bool {

@@ -545,6 +545,45 @@ fn free_port() -> u16 {
     listener.local_addr().expect("probe addr").port()
 }
 
+/// The built-in workload image every agent loads (`crates/image`).
+pub const WORKLOAD_IMAGE: &str = "localhost/berth/workload:0.1.0";
+
+/// A pod manifest bound to the server's node (there is no scheduler yet), labelled `app: <name>`, with `spec` as
+/// YAML lines indented 2 under `spec`.
+pub fn pod_yaml(server: &Server, name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: {name}\nspec:\n  nodeName: {}\n{spec}",
+        server.node()
+    )
+}
+
+/// Waits until `check` holds for the pod's JSON (`kubectl get pod -o json`), failing with the last JSON seen.
+pub fn wait_pod(
+    server: &Server,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let found = eventually(timeout, || {
+        let out = server.kubectl(&["get", "pod", name, "-o", "json"]);
+        let pod: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        last = pod.clone();
+        check(&pod).then_some(pod)
+    });
+    found.unwrap_or_else(|| panic!("pod {name}: {what} not reached in {timeout:?}; last:\n{last:#}"))
+}
+
+/// The status of the named container in a pod's JSON (`Null` if it has none yet).
+pub fn container_status<'a>(pod: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    static NULL: serde_json::Value = serde_json::Value::Null;
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        .unwrap_or(&NULL)
+}
+
 /// Fails the test with a clear message when the Docker engine cannot be reached: pod tests need it, and must never
 /// pass silently without it.
 pub fn docker_required() {

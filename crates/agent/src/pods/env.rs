@@ -148,6 +148,11 @@ pub async fn resolve(
 /// Expands `$(NAME)` references to variables defined so far; `$$` is a literal `$`; unknown references stay as
 /// written (upstream's `expansion.Expand`).
 pub fn expand(input: &str, env: &[(String, String)]) -> String {
+    expand_with(input, |name| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+}
+
+/// [`expand`] with the variables looked up by `lookup`.
+pub fn expand_with(input: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
     while let Some(pos) = rest.find('$') {
@@ -160,8 +165,8 @@ pub fn expand(input: &str, env: &[(String, String)]) -> String {
             match inner.find(')') {
                 Some(end) => {
                     let name = &inner[..end];
-                    match env.iter().rev().find(|(k, _)| k == name) {
-                        Some((_, v)) => out.push_str(v),
+                    match lookup(name) {
+                        Some(v) => out.push_str(&v),
                         None => {
                             out.push_str("$(");
                             out.push_str(name);
