@@ -541,3 +541,40 @@ fn config_maps_and_secrets_reach_env_and_files_and_file_updates_follow() {
         .to_string();
     assert!(message.contains("configmap \"absent\" not found"), "{message}");
 }
+
+#[test]
+fn a_second_agent_joins_with_berth_agent_and_runs_only_its_own_pods() {
+    let server = Server::start_with_agent();
+    let agent = support::Agent::join(&server);
+    // The joined node carries its zone label next to the well-known ones.
+    let labels = server.kubectl_ok(&["get", "node", agent.node(), "-o", "jsonpath={.metadata.labels}"]);
+    assert!(
+        labels.contains("\"topology.kubernetes.io/zone\":\"zone-b\""),
+        "{labels}"
+    );
+    // One pod on each node, sharing one Docker engine.
+    let spec = |node: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: on-{node}\nspec:\n  nodeName: {node}\n  containers:\n  - name: web\n    image: {IMAGE}\n")
+    };
+    for node in [server.node(), agent.node()] {
+        server.kubectl_stdin_ok(&["apply", "-f", "-"], &spec(node));
+    }
+    for node in [server.node(), agent.node()] {
+        let name = format!("on-{node}");
+        wait_pod(&server, &name, Duration::from_secs(60), "Running and Ready", |p| {
+            p["status"]["phase"] == "Running" && is_ready(p)
+        });
+        // Each node's containers carry only its own label: infra and web, nothing of the other node's pod.
+        let mine = docker_ps(&format!("berth.node={node}"));
+        assert_eq!(mine.len(), 2, "node {node} has containers {mine:?}");
+    }
+    // Logs and exec reach the joined agent through the API server too.
+    let name = format!("on-{}", agent.node());
+    let logs = server.kubectl_ok(&["logs", &name]);
+    assert!(logs.contains("serving on :8080"), "{logs}");
+    assert_eq!(server.kubectl_ok(&["exec", &name, "--", "hostname"]).trim(), name);
+    // Deleting the joined node's pod is handled by that agent alone.
+    server.kubectl_ok(&["delete", "pod", &name, "--timeout=60s"]);
+    assert!(docker_ps(&format!("berth.node={}", agent.node())).is_empty());
+    assert_eq!(docker_ps(&format!("berth.node={}", server.node())).len(), 2);
+}

@@ -545,6 +545,96 @@ fn free_port() -> u16 {
     listener.local_addr().expect("probe addr").port()
 }
 
+/// A `berth agent` process joined to a server, with its own node name and data dir; killed on drop, and its
+/// containers removed.
+pub struct Agent {
+    child: Option<Child>,
+    node: String,
+    log_path: PathBuf,
+}
+
+impl Agent {
+    /// Starts `berth agent` against `server` under a fresh unique node name and waits until its Node is Ready.
+    pub fn join(server: &Server) -> Agent {
+        docker_required();
+        let n = NEXT_NODE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let node = format!("e2e-{}-{n}", std::process::id());
+        let data_dir = server.scratch(&format!("agent-{node}"));
+        fs::create_dir_all(&data_dir).expect("agent data dir");
+        let log_path = data_dir.join("agent.log");
+        let log = File::create(&log_path).expect("agent log");
+        let token = fs::read_to_string(server.data_dir().join("token")).expect("server token");
+        let mut cmd = Command::new("/usr/bin/setpriv");
+        cmd.args(["--pdeathsig", "KILL", "--"])
+            .arg(env!("CARGO_BIN_EXE_berth"))
+            .arg("agent")
+            .args(["--server", &format!("https://127.0.0.1:{}", server.port())])
+            .args(["--token", token.trim()])
+            .arg("--ca-file")
+            .arg(server.data_dir().join("ca.crt"))
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args([
+                "--node-name",
+                &node,
+                "--agent-port",
+                "0",
+                "--node-ip",
+                "127.0.0.1",
+                "--zone",
+                "zone-b",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log);
+        let agent = Agent {
+            child: Some(cmd.spawn().expect("spawn berth agent")),
+            node,
+            log_path,
+        };
+        let ready = eventually(Duration::from_secs(60), || {
+            let out = server.kubectl(&[
+                "get",
+                "node",
+                &agent.node,
+                "-o",
+                "jsonpath={.status.conditions[0].status}",
+            ]);
+            (text(&out.stdout) == "True").then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "agent {} never became Ready\n{}",
+            agent.node,
+            agent.log()
+        );
+        agent
+    }
+
+    /// The agent's node name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        remove_containers(&format!("berth.node={}", self.node));
+        if std::thread::panicking() {
+            eprintln!("--- berth agent log ({}) ---\n{}", self.node, self.log());
+        }
+    }
+}
+
 /// The built-in workload image every agent loads (`crates/image`).
 pub const WORKLOAD_IMAGE: &str = "localhost/berth/workload:0.1.0";
 
