@@ -148,7 +148,9 @@ pub async fn resolve(
 /// Expands `$(NAME)` references to variables defined so far; `$$` is a literal `$`; unknown references stay as
 /// written (upstream's `expansion.Expand`).
 pub fn expand(input: &str, env: &[(String, String)]) -> String {
-    expand_with(input, |name| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    expand_with(input, |name| {
+        env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
 }
 
 /// [`expand`] with the variables looked up by `lookup`.
