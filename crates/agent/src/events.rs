@@ -58,11 +58,6 @@ impl Recorder {
         Recorder { tx }
     }
 
-    /// A recorder whose events go to `tx` (for tests).
-    pub fn channel(tx: mpsc::UnboundedSender<EventRecord>) -> Recorder {
-        Recorder { tx }
-    }
-
     /// Records an event about `object`. Never fails: events are best effort, like upstream's.
     pub fn record(&self, object: &ObjectReference, event_type: EventType, reason: &str, message: impl Into<String>) {
         let _ = self.tx.send(EventRecord {

@@ -14,12 +14,10 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::config::AgentConfig;
+use crate::server::CERT_ANNOTATION;
 use crate::AgentError;
 use berth_runtime::RuntimeVersion;
 
-/// The annotation carrying the SHA-256 of the agent's serving certificate; the API server pins it when it dials the
-/// agent for logs and exec.
-pub const CERT_ANNOTATION: &str = "berth.dev/agent-cert-sha256";
 /// The version the agent reports as `kubeletVersion` (the VERSION column of `kubectl get nodes`).
 pub const KUBELET_VERSION: &str = "v1.35.0+berth";
 /// Upstream's default pod capacity per node.

@@ -5,6 +5,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+/// The Node annotation carrying the lowercase hex SHA-256 (of the DER) of the node agent's serving certificate. The
+/// agent publishes it with its own credentials; the API server pins exactly that certificate when it dials the
+/// agent for logs and exec.
+pub const AGENT_CERT_ANNOTATION: &str = "berth.dev/agent-cert-sha256";
+
 /// A string field of `metadata`, if present.
 pub fn str_field<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     obj.get("metadata")?.get(field)?.as_str()

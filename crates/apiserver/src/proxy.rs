@@ -44,9 +44,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use crate::error::{json_response, Error, Result};
 use crate::AppState;
 
-/// The Node annotation carrying the lowercase hex SHA-256 (of the DER) of the agent's serving certificate. The
-/// agent writes it (`berth_agent::server::CERT_ANNOTATION`); the two crates share no code, so both name it.
-pub const CERT_ANNOTATION: &str = "berth.dev/agent-cert-sha256";
+pub use berth_api::meta::AGENT_CERT_ANNOTATION as CERT_ANNOTATION;
 
 /// How long dialing and the TLS handshake with an agent may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);

@@ -26,13 +26,13 @@ pub(super) async fn prepare(
     ctx: &Context,
     pod: &Pod,
     identity: &PodIdentity,
+    sources: &mut Sources,
 ) -> Result<BTreeMap<String, VolumePath>, String> {
     let mut paths = BTreeMap::new();
     let Some(volumes) = pod.spec.as_ref().and_then(|s| s.volumes.as_ref()) else {
         return Ok(paths);
     };
     let root = pod_dir(ctx, identity).join("volumes");
-    let mut sources = Sources::default();
     for v in volumes {
         let fail = |e: &dyn std::fmt::Display| format!("MountVolume.SetUp failed for volume {:?} : {e}", v.name);
         let (kind, read_only) = if v.empty_dir.is_some() {

@@ -251,7 +251,9 @@ impl PodWorker {
                 return Some(Next::After(RETRY));
             }
         };
-        let volumes = match volumes::prepare(&self.ctx, &self.pod, &self.identity).await {
+        // One read of each ConfigMap and Secret per sync, shared by volumes and environments.
+        let mut sources = Sources::default();
+        let volumes = match volumes::prepare(&self.ctx, &self.pod, &self.identity, &mut sources).await {
             Ok(volumes) => volumes,
             Err(message) => {
                 let reference = self.pod_ref();
@@ -262,7 +264,6 @@ impl PodWorker {
                 return Some(Next::After(RETRY));
             }
         };
-        let mut sources = Sources::default();
 
         let mut initialized = true;
         for c in spec.init_containers.iter().flatten() {

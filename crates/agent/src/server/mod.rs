@@ -66,8 +66,7 @@ use tokio::task::JoinSet;
 
 pub use tls::{fingerprint, serving_cert, ServingCert};
 
-/// The Node annotation carrying the lowercase hex SHA-256 of the agent's serving certificate (DER).
-pub const CERT_ANNOTATION: &str = "berth.dev/agent-cert-sha256";
+pub use berth_api::meta::AGENT_CERT_ANNOTATION as CERT_ANNOTATION;
 
 /// How long open connections may run after shutdown begins.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
