@@ -40,15 +40,21 @@
 //! | `--udp-echo PORT`            | also runs a UDP echo server on PORT                                       |
 //! | `--burn-cpu`                 | also keeps one CPU busy                                                   |
 //! | `--term-delay SECS`          | on SIGTERM, wait SECS before exiting 0 (a slow graceful shutdown)         |
+//! | `--alloc-mb N`               | allocate and touch N MiB before serving, and hold it (memory limits, OOM) |
+//! | `--grpc-port N`              | also serve gRPC `grpc.health.v1.Health/Check` (h2c) on port N             |
+//! | `--grpc-not-serving-after SECS` | the gRPC health check answers `NOT_SERVING` after SECS               |
 //!
 //! HTTP endpoints: `GET /` → `Hello from <POD_NAME or hostname>`; `/healthz` (200 `ok`, or 500 once told to
 //! fail); `/readyz` (200, or 503 while unready); `/control/fail-health`, `/control/healthy`, `/control/unready`,
-//! `/control/ready`, `/control/exit?code=N`; `/env` prints the environment; `/burn?ms=N` burns CPU for N ms.
+//! `/control/ready`, `/control/exit?code=N`; `/control/grpc-not-serving`, `/control/grpc-serving` switch the
+//! gRPC health answer; `/env` prints the environment; `/burn?ms=N` burns CPU for N ms; `/alloc?mb=N` allocates
+//! and holds N MiB more.
 //!
 //! This file is compiled twice: by cargo as an ordinary crate (for its unit tests) and by crates/image's build
 //! script with bare rustc, statically linked, to embed it in the image. So it uses std only.
 
 mod applets;
+mod grpc;
 mod http_get;
 mod serve;
 mod shell;

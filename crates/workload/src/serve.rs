@@ -5,21 +5,28 @@
 //!
 //! Kubernetes' probes are what it is built for: an httpGet liveness probe on `/healthz` restarts the container
 //! once `/control/fail-health` (or `--fail-health-after`) makes it answer 500, and a readiness probe on `/readyz`
-//! takes the pod out of its Service's endpoints while it answers 503, without restarting it.
+//! takes the pod out of its Service's endpoints while it answers 503, without restarting it. With `--grpc-port` it
+//! also serves the gRPC health protocol for `grpc` probes (src/grpc.rs), switched the same way.
+//!
+//! Memory limits are the other thing it demonstrates: `--alloc-mb` and `/alloc?mb=N` allocate memory and touch
+//! every page, so the kernel charges it to the container; past `resources.limits.memory` the OOM killer ends
+//! the container and Kubernetes reports `OOMKilled` with exit code 137.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::signals;
+use crate::{grpc, signals};
 
 /// Longest request head (request line and headers) accepted.
 const MAX_HEAD: usize = 16 * 1024;
 /// Upper bound for `/burn?ms=N`, so one request cannot pin a CPU forever.
 const MAX_BURN: Duration = Duration::from_secs(60);
+/// `--alloc-mb` and `/alloc` allocate in blocks of this size.
+const MIB: usize = 1 << 20;
 
 /// Runs the server until the process is told to exit. Returns an exit code only on a usage or startup error.
 pub fn main(args: &[String]) -> i32 {
@@ -29,7 +36,8 @@ pub fn main(args: &[String]) -> i32 {
             eprintln!("serve: {message}");
             eprintln!("usage: serve [--port N] [--exit-after SECS] [--exit-code N] [--fail-health-after SECS]");
             eprintln!("             [--ready-after SECS] [--log-every MILLIS] [--tcp-echo PORT] [--udp-echo PORT]");
-            eprintln!("             [--burn-cpu] [--term-delay SECS]");
+            eprintln!("             [--burn-cpu] [--term-delay SECS] [--alloc-mb N] [--grpc-port N]");
+            eprintln!("             [--grpc-not-serving-after SECS]");
             return 2;
         }
     };
@@ -37,6 +45,11 @@ pub fn main(args: &[String]) -> i32 {
 
     let state = Arc::new(State::new(pod_name()));
     state.ready.store(options.ready_after.is_none(), Ordering::SeqCst);
+    if let Some(mb) = options.alloc_mb {
+        // Before listening, so that a pod that answers (and is Ready) already holds its memory.
+        println!("allocating {mb} MiB");
+        println!("holding {} MiB", state.hold_memory(mb));
+    }
 
     let listener = match TcpListener::bind(("0.0.0.0", options.port)) {
         Ok(listener) => listener,
@@ -77,6 +90,9 @@ struct Options {
     udp_echo: Option<u16>,
     burn_cpu: bool,
     term_delay: Duration,
+    alloc_mb: Option<u64>,
+    grpc_port: Option<u16>,
+    grpc_not_serving_after: Option<Duration>,
 }
 
 impl Options {
@@ -96,6 +112,9 @@ impl Options {
             udp_echo: None,
             burn_cpu: false,
             term_delay: Duration::ZERO,
+            alloc_mb: None,
+            grpc_port: None,
+            grpc_not_serving_after: None,
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -122,6 +141,9 @@ impl Options {
                 "--tcp-echo" => options.tcp_echo = Some(parse_number(&value, flag)?),
                 "--udp-echo" => options.udp_echo = Some(parse_number(&value, flag)?),
                 "--term-delay" => options.term_delay = parse_seconds(&value, flag)?,
+                "--alloc-mb" => options.alloc_mb = Some(parse_number(&value, flag)?),
+                "--grpc-port" => options.grpc_port = Some(parse_number(&value, flag)?),
+                "--grpc-not-serving-after" => options.grpc_not_serving_after = Some(parse_seconds(&value, flag)?),
                 _ => return Err(format!("unknown flag {flag}")),
             }
         }
@@ -142,11 +164,15 @@ pub fn parse_seconds(value: &str, what: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("{what}: not a valid duration: {value:?}"))
 }
 
-/// What the HTTP handlers share: the name to greet with and the two switches tests flip.
+/// What the HTTP and gRPC handlers share: the name to greet with, the switches tests flip and the memory held.
 struct State {
     name: String,
     healthy: AtomicBool,
     ready: AtomicBool,
+    /// What the gRPC health service answers: `SERVING` when true, `NOT_SERVING` when false.
+    grpc_serving: AtomicBool,
+    /// Memory allocated by `--alloc-mb` and `/alloc`, one MiB per block, kept until the process exits.
+    held: Mutex<Vec<Vec<u8>>>,
 }
 
 impl State {
@@ -155,7 +181,20 @@ impl State {
             name,
             healthy: AtomicBool::new(true),
             ready: AtomicBool::new(true),
+            grpc_serving: AtomicBool::new(true),
+            held: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Allocates `mb` more MiB and keeps them; returns how many MiB are held in all. Every byte is written: memory
+    /// that is only reserved is not backed by pages and would not count against the container's memory limit.
+    fn hold_memory(&self, mb: u64) -> u64 {
+        // A poisoned lock only means another allocation panicked; the blocks it holds are still valid.
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        for _ in 0..mb {
+            held.push(vec![0xa5; MIB]);
+        }
+        held.len() as u64
     }
 }
 
@@ -204,6 +243,18 @@ fn start_background_tasks(options: &Options, state: &Arc<State>) {
             }
         });
     }
+    if let Some(port) = options.grpc_port {
+        let state = Arc::clone(state);
+        spawn_named("grpc", move || grpc_listen(port, state));
+    }
+    if let Some(delay) = options.grpc_not_serving_after {
+        let state = Arc::clone(state);
+        thread::spawn(move || {
+            thread::sleep(delay);
+            state.grpc_serving.store(false, Ordering::SeqCst);
+            println!("grpc health now NOT_SERVING");
+        });
+    }
     if let Some(port) = options.tcp_echo {
         spawn_named("tcp echo", move || tcp_echo(port));
     }
@@ -240,6 +291,26 @@ fn tcp_echo(port: u16) -> io::Result<()> {
                 let _ = io::copy(&mut reader, &mut stream);
             }
         });
+    }
+    Ok(())
+}
+
+/// Serves the gRPC health protocol on `port`, one thread per connection (see src/grpc.rs).
+fn grpc_listen(port: u16, state: Arc<State>) -> io::Result<()> {
+    let listener = TcpListener::bind(("0.0.0.0", port))?;
+    println!("grpc health on :{port}");
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                let state = Arc::clone(&state);
+                thread::spawn(move || {
+                    if let Err(err) = grpc::handle_connection(stream, &state.grpc_serving) {
+                        eprintln!("serve: grpc connection error: {err}");
+                    }
+                });
+            }
+            Err(err) => eprintln!("serve: grpc accept failed: {err}"),
+        }
     }
     Ok(())
 }
@@ -294,6 +365,8 @@ fn route(state: &State, method: &str, target: &str) -> Response {
         "/control/healthy" => switch(&state.healthy, true, "health check now passing\n"),
         "/control/unready" => switch(&state.ready, false, "now unready\n"),
         "/control/ready" => switch(&state.ready, true, "now ready\n"),
+        "/control/grpc-not-serving" => switch(&state.grpc_serving, false, "grpc health now NOT_SERVING\n"),
+        "/control/grpc-serving" => switch(&state.grpc_serving, true, "grpc health now SERVING\n"),
         "/control/exit" => match param("code").map(str::parse::<i32>) {
             None => Response {
                 exit_code: Some(0),
@@ -317,6 +390,10 @@ fn route(state: &State, method: &str, target: &str) -> Response {
                 Response::new(200, format!("burned {} ms of CPU\n", wanted.as_millis()))
             }
             _ => Response::new(400, "usage: /burn?ms=N\n"),
+        },
+        "/alloc" => match param("mb").map(str::parse::<u64>) {
+            Some(Ok(mb)) => Response::new(200, format!("holding {} MiB\n", state.hold_memory(mb))),
+            _ => Response::new(400, "usage: /alloc?mb=N\n"),
         },
         _ => Response::new(404, "not found\n"),
     }
@@ -455,6 +532,38 @@ mod tests {
     }
 
     #[test]
+    fn grpc_health_switches_without_touching_http_health() {
+        let state = state();
+        assert!(state.grpc_serving.load(Ordering::SeqCst));
+        assert_eq!(route(&state, "POST", "/control/grpc-not-serving").status, 200);
+        assert!(!state.grpc_serving.load(Ordering::SeqCst));
+        assert_eq!(route(&state, "GET", "/healthz").status, 200);
+        assert_eq!(route(&state, "GET", "/readyz").status, 200);
+        route(&state, "GET", "/control/grpc-serving");
+        assert!(state.grpc_serving.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn alloc_holds_memory_and_adds_up() {
+        let state = state();
+        assert_eq!(
+            route(&state, "GET", "/alloc?mb=2"),
+            Response::new(200, "holding 2 MiB\n")
+        );
+        assert_eq!(
+            route(&state, "GET", "/alloc?mb=1"),
+            Response::new(200, "holding 3 MiB\n")
+        );
+        let held = state.held.lock().unwrap();
+        assert!(held
+            .iter()
+            .all(|block| block.len() == MIB && block.iter().all(|&b| b == 0xa5)));
+        drop(held);
+        assert_eq!(route(&state, "GET", "/alloc").status, 400);
+        assert_eq!(route(&state, "GET", "/alloc?mb=-1").status, 400);
+    }
+
+    #[test]
     fn control_exit_answers_then_asks_for_the_code() {
         assert_eq!(route(&state(), "GET", "/control/exit?code=3").exit_code, Some(3));
         assert_eq!(route(&state(), "GET", "/control/exit").exit_code, Some(0));
@@ -485,6 +594,11 @@ mod tests {
             "--log-every",
             "100",
             "--term-delay=2",
+            "--alloc-mb",
+            "64",
+            "--grpc-port=9090",
+            "--grpc-not-serving-after",
+            "0.5",
         ]))
         .unwrap();
         assert_eq!(options.port, 9000);
@@ -493,6 +607,9 @@ mod tests {
         assert!(options.burn_cpu);
         assert_eq!(options.log_every, Some(Duration::from_millis(100)));
         assert_eq!(options.term_delay, Duration::from_secs(2));
+        assert_eq!(options.alloc_mb, Some(64));
+        assert_eq!(options.grpc_port, Some(9090));
+        assert_eq!(options.grpc_not_serving_after, Some(Duration::from_millis(500)));
     }
 
     #[test]
