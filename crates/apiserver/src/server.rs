@@ -13,11 +13,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -145,113 +142,53 @@ pub async fn run_notify(
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
         )
     };
-    let secure = traced(
+    let secure_app = traced(
         crate::router(state.clone()).layer(axum::middleware::from_fn_with_state(token, crate::auth::require_token)),
     );
     let housekeeping = tokio::spawn(crate::lifecycle::run(state.clone(), config.event_ttl, stop_rx.clone()));
 
-    let acceptor = tokio_rustls::TlsAcceptor::from(pki.tls.clone());
-    // Every connection task holds a clone of `alive`; when all are dropped, `drained` yields None.
-    let (alive, mut drained) = mpsc::channel::<()>(1);
+    let serving = |name, tls| berth_serve::Config {
+        name,
+        tls,
+        // kubectl and client-go speak HTTP/2 when ALPN offers it (`pki` offers h2 and http/1.1); exec arrives
+        // as an HTTP/1.1 upgrade.
+        http2: true,
+        handshake_timeout: HANDSHAKE_TIMEOUT,
+        drain_grace: DRAIN_GRACE,
+    };
     let insecure = match config.insecure_listen {
         Some(addr) => {
             let l = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding {addr}"))?;
             tracing::warn!(addr = %l.local_addr()?, "plain-HTTP listener without authentication (development only)");
-            Some(tokio::spawn(serve_plain(
+            Some(tokio::spawn(berth_serve::serve(
                 l,
                 traced(crate::router(state.clone())),
+                serving("apiserver-insecure", None),
                 stop_rx.clone(),
-                alive.clone(),
             )))
         }
         None => None,
     };
 
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                let app = secure.clone();
-                let alive = alive.clone();
-                let stop = stop_rx.clone();
-                tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    serve_connection(TokioIo::new(tls), app, stop).await;
-                    drop(alive);
-                });
-            }
-            _ = &mut shutdown => break,
-        }
-    }
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    drop(listener);
+    // The stop signal ends both listeners and their connections, every watch and the housekeeping loop; each
+    // listener then drains its connections for at most DRAIN_GRACE, both at the same time.
+    let secure = berth_serve::serve(
+        listener,
+        secure_app,
+        serving("apiserver", Some(pki.tls.clone())),
+        stop_rx,
+    );
+    let stopping = async {
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    };
+    tokio::join!(secure, stopping);
     if let Some(h) = insecure {
         let _ = h.await;
     }
     let _ = housekeeping.await;
-    drop(alive);
-    if tokio::time::timeout(DRAIN_GRACE, drained.recv()).await.is_err() {
-        tracing::warn!("in-flight requests did not finish within the drain grace period");
-    }
     Ok(())
-}
-
-/// Serves one connection (HTTP/1.1 or h2, with upgrades) until it ends; on shutdown, asks it to finish its
-/// in-flight requests and close.
-async fn serve_connection<I>(io: I, app: Router, mut stop: watch::Receiver<bool>)
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let service = TowerToHyperService::new(app);
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "connection ended with an error");
-    }
-}
-
-async fn serve_plain(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>, alive: mpsc::Sender<()>) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((tcp, _)) = accepted else { continue };
-                let app = app.clone();
-                let alive = alive.clone();
-                let stop = stop.clone();
-                tokio::spawn(async move {
-                    serve_connection(TokioIo::new(tcp), app, stop).await;
-                    drop(alive);
-                });
-            }
-            _ = stop.changed() => return,
-        }
-    }
 }

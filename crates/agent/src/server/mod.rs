@@ -57,12 +57,9 @@ use berth_runtime::{ContainerInfo, ContainerRuntime};
 
 use crate::labels;
 use http::StatusCode;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 pub use tls::{fingerprint, serving_cert, ServingCert};
 
@@ -123,72 +120,22 @@ pub async fn serve(
         node_name: Arc::from(node_name),
         stop: stop_rx.clone(),
     };
-    let app = router(state, Arc::from(token));
-    let acceptor = tokio_rustls::TlsAcceptor::from(cert.config);
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // Running out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "agent server accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                let app = app.clone();
-                let stop = stop_rx.clone();
-                connections.spawn(async move {
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "agent TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    serve_connection(TokioIo::new(tls), app, stop).await;
-                });
-            }
-            // Reap finished connection tasks so the set does not grow without bound.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    let drained = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(DRAIN_GRACE, drained).await.is_err() {
-        tracing::debug!("agent server connections still open after the drain grace; dropping them");
-        connections.shutdown().await;
-    }
-    Ok(())
-}
-
-/// Serves one HTTP/1.1 connection (with upgrades, for exec) until it ends or shutdown asks it to finish.
-async fn serve_connection<I>(io: I, app: Router, mut stop: watch::Receiver<bool>)
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let conn = hyper::server::conn::http1::Builder::new()
-        .serve_connection(io, TowerToHyperService::new(app))
-        .with_upgrades();
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
+    let config = berth_serve::Config {
+        name: "agent",
+        tls: Some(cert.config),
+        // HTTP/1.1 only: exec is an HTTP/1.1 upgrade, and the certificate offers only `http/1.1` by ALPN.
+        http2: false,
+        handshake_timeout: HANDSHAKE_TIMEOUT,
+        drain_grace: DRAIN_GRACE,
     };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "agent connection ended with an error");
-    }
+    let serving = berth_serve::serve(listener, router(state, Arc::from(token)), config, stop_rx);
+    // One signal ends the listener, the connections, log streams and exec sessions.
+    let stopping = async {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    tokio::join!(serving, stopping);
+    Ok(())
 }
 
 /// The agent's routes behind the token check.
@@ -208,25 +155,12 @@ fn router(state: AppState, token: Arc<str>) -> Router {
         .layer(axum::middleware::from_fn_with_state(token, require_token))
 }
 
-/// Compares in time independent of where the strings differ, so the token cannot be guessed byte by byte.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Lets a request through only with the cluster token.
 async fn require_token(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
-        Some(t) if same(t.as_bytes(), token.as_bytes()) => next.run(req).await,
-        _ => StatusError::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized").into_response(),
+    if berth_serve::bearer_token_matches(req.headers(), &token) {
+        next.run(req).await
+    } else {
+        StatusError::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized").into_response()
     }
 }
 
