@@ -189,23 +189,22 @@ async fn upgrades_to_a_websocket_with_and_without_http2() {
     }
 }
 
+/// `GET /version` over HTTP/2 (prior knowledge) on `tls`.
+async fn http2_get_version(tls: Tls) -> Result<http::Response<hyper::body::Incoming>, hyper::Error> {
+    let (mut client, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
+    tokio::spawn(conn);
+    let req = http::Request::get("https://localhost/version")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    client.send_request(req).await
+}
+
 #[tokio::test]
 async fn serves_http2_when_enabled() {
     let server = Running::start(|c| c.http2 = true).await;
     let tls = server.tls(&[b"h2", b"http/1.1"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut client, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let resp = client
-        .send_request(
-            http::Request::get("https://localhost/version")
-                .body(Empty::<Bytes>::new())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let resp = http2_get_version(tls).await.unwrap();
     assert_eq!(text(resp).await, (200, "HTTP/2.0".to_string()));
     server.stop().await;
 }
@@ -214,18 +213,7 @@ async fn serves_http2_when_enabled() {
 async fn refuses_http2_unless_enabled() {
     let server = Running::start(|_| {}).await;
     // The client insists on HTTP/2 (prior knowledge over TLS); an HTTP/1.1-only server cannot answer it.
-    let tls = server.tls(&[b"http/1.1"]).await;
-    let (mut client, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let answered = client
-        .send_request(
-            http::Request::get("https://localhost/version")
-                .body(Empty::<Bytes>::new())
-                .unwrap(),
-        )
-        .await;
+    let answered = http2_get_version(server.tls(&[b"http/1.1"]).await).await;
     assert!(answered.is_err(), "{answered:?}");
     server.stop().await;
 }
