@@ -578,3 +578,116 @@ fn a_second_agent_joins_with_berth_agent_and_runs_only_its_own_pods() {
     assert!(docker_ps(&format!("berth.node={}", agent.node())).is_empty());
     assert_eq!(docker_ps(&format!("berth.node={}", server.node())).len(), 2);
 }
+
+#[test]
+fn a_container_over_its_memory_limit_is_oom_killed() {
+    let server = Server::start_with_agent();
+    // Allocates past its limit at start: with restartPolicy Never the pod ends Failed.
+    let hog = format!(
+        "  restartPolicy: Never\n  containers:\n  - name: app\n    image: {IMAGE}\n    args: [\"serve\", \"--alloc-mb\", \"128\"]\n\
+         \x20   resources:\n      limits: {{memory: 32Mi}}\n"
+    );
+    // Fits under the same limit at start, and is pushed over it later through the workload's /alloc.
+    let grower = format!(
+        "  containers:\n  - name: app\n    image: {IMAGE}\n    args: [\"serve\", \"--alloc-mb\", \"8\"]\n\
+         \x20   resources:\n      limits: {{memory: 32Mi}}\n"
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &pod_yaml(&server, "hog", &hog));
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &pod_yaml(&server, "grower", &grower));
+
+    let pod = wait_pod(&server, "hog", Duration::from_secs(60), "Failed", |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    let app = container_status(&pod, "app");
+    assert_eq!(app["state"]["terminated"]["reason"], "OOMKilled", "{app}");
+    assert_eq!(app["state"]["terminated"]["exitCode"], 137, "{app}");
+    assert_eq!(app["restartCount"], 0, "{app}");
+    let out = server.kubectl_ok(&["get", "pod", "hog"]);
+    assert!(out.contains("OOMKilled"), "{out}");
+    let logs = server.kubectl_ok(&["logs", "hog"]);
+    assert!(
+        logs.contains("allocating 128 MiB") && !logs.contains("holding"),
+        "{logs}"
+    );
+
+    // 8 MiB fit: the container runs, holding its memory.
+    let pod = wait_pod(&server, "grower", Duration::from_secs(60), "Running and Ready", |p| {
+        p["status"]["phase"] == "Running" && is_ready(p)
+    });
+    assert_eq!(container_status(&pod, "app")["restartCount"], 0);
+    let ip = pod["status"]["podIP"].as_str().expect("podIP").to_string();
+    let reply = eventually(Duration::from_secs(10), || http_get(&ip, "/")).expect("pod answers HTTP");
+    assert!(reply.contains("Hello from grower"), "{reply}");
+    // 64 MiB more does not: the kernel kills it mid-request (so no answer), and the kubelet restarts it.
+    let _ = http_get(&ip, "/alloc?mb=64");
+    let pod = wait_pod(&server, "grower", Duration::from_secs(60), "a restart", |p| {
+        container_status(p, "app")["restartCount"].as_i64().unwrap_or(0) >= 1
+    });
+    let last = &container_status(&pod, "app")["lastState"]["terminated"];
+    assert_eq!(last["reason"], "OOMKilled", "{pod:#}");
+    assert_eq!(last["exitCode"], 137, "{pod:#}");
+}
+
+#[test]
+fn grpc_probes_gate_readiness_and_restart_a_container_that_is_not_serving() {
+    let server = Server::start_with_agent();
+    // Readiness over gRPC, switched at run time through the workload's control endpoint.
+    let gated = format!(
+        "  containers:\n  - name: web\n    image: {IMAGE}\n    args: [\"serve\", \"--grpc-port\", \"9090\"]\n\
+         \x20   readinessProbe:\n      grpc: {{port: 9090}}\n      periodSeconds: 1\n      failureThreshold: 1\n"
+    );
+    // Liveness over gRPC, asking about a named service; the workload stops serving after 3 s.
+    let dying = format!(
+        "  containers:\n  - name: web\n    image: {IMAGE}\n    args: [\"serve\", \"--grpc-port\", \"9090\", \"--grpc-not-serving-after\", \"3\"]\n\
+         \x20   livenessProbe:\n      grpc: {{port: 9090, service: liveness}}\n      periodSeconds: 1\n      failureThreshold: 2\n"
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &pod_yaml(&server, "grpc-gated", &gated));
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &pod_yaml(&server, "grpc-dying", &dying));
+
+    let pod = wait_pod(
+        &server,
+        "grpc-gated",
+        Duration::from_secs(60),
+        "Running and Ready",
+        |p| p["status"]["phase"] == "Running" && is_ready(p),
+    );
+    let ip = pod["status"]["podIP"].as_str().expect("podIP").to_string();
+    http_get(&ip, "/control/grpc-not-serving").expect("switch gRPC health");
+    let pod = wait_pod(&server, "grpc-gated", Duration::from_secs(20), "unready", |p| {
+        !is_ready(p)
+    });
+    assert_eq!(container_status(&pod, "web")["ready"], false);
+    assert_eq!(container_status(&pod, "web")["restartCount"], 0);
+    let describe = server.kubectl_ok(&["describe", "pod", "grpc-gated"]);
+    assert!(
+        describe.contains("Readiness probe failed: service unhealthy (responded with \"NOT_SERVING\")"),
+        "{describe}"
+    );
+    http_get(&ip, "/control/grpc-serving").expect("switch gRPC health");
+    let pod = wait_pod(&server, "grpc-gated", Duration::from_secs(20), "Ready again", is_ready);
+    assert_eq!(container_status(&pod, "web")["restartCount"], 0);
+
+    let pod = wait_pod(&server, "grpc-dying", Duration::from_secs(60), "a restart", |p| {
+        container_status(p, "web")["restartCount"].as_i64().unwrap_or(0) >= 1
+    });
+    assert!(
+        container_status(&pod, "web")["lastState"]["terminated"].is_object(),
+        "{pod:#}"
+    );
+    let describe = server.kubectl_ok(&["describe", "pod", "grpc-dying"]);
+    assert!(
+        describe.contains("Liveness probe failed: service unhealthy (responded with \"NOT_SERVING\")"),
+        "{describe}"
+    );
+    assert!(
+        describe.contains("Container web failed liveness probe, will be restarted"),
+        "{describe}"
+    );
+    // The probe's requests reached the workload's gRPC server, naming the service.
+    let previous = server.kubectl_ok(&["logs", "grpc-dying", "--previous"]);
+    assert!(
+        previous.contains("grpc Health/Check service=\"liveness\" SERVING")
+            && previous.contains("grpc Health/Check service=\"liveness\" NOT_SERVING"),
+        "{previous}"
+    );
+}
