@@ -512,6 +512,19 @@ impl ContainerRuntime for FakeRuntime {
             let id = state
                 .resolve(reference)
                 .ok_or_else(|| not_found("container", reference))?;
+            // Like Docker: a container joining another's namespaces starts only while that one runs.
+            if let NetworkMode::Container { id: joined } = &state.containers[&id].config.network {
+                let running = state
+                    .resolve(joined)
+                    .and_then(|j| state.containers.get(&j))
+                    .is_some_and(|j| matches!(j.info.state, ContainerState::Running { .. }));
+                if !running {
+                    return Err(RuntimeError::Rejected {
+                        operation: "start container",
+                        message: format!("cannot join network of a non running container: {joined}"),
+                    });
+                }
+            }
             let exit_code = {
                 let config = &state.containers[&id].config;
                 state.start_hook.as_ref().and_then(|hook| hook(config))

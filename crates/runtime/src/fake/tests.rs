@@ -340,3 +340,26 @@ async fn remove_is_idempotent_and_kills_a_running_container() {
     fake.remove_container(&id).await.unwrap();
     fake.stop_container(&id, Some("SIGINT"), Duration::ZERO).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_container_joining_another_starts_only_while_that_one_runs() {
+    let fake = runtime();
+    let infra = fake.create_container(&config("infra")).await.unwrap();
+    let app = fake
+        .create_container(&ContainerConfig {
+            network: NetworkMode::Container { id: infra.clone() },
+            ..config("app")
+        })
+        .await
+        .unwrap();
+    let refused = fake.start_container(&app).await.unwrap_err();
+    assert!(refused
+        .to_string()
+        .contains("cannot join network of a non running container"));
+    fake.start_container(&infra).await.unwrap();
+    fake.start_container(&app).await.unwrap();
+    assert!(matches!(
+        fake.inspect_container(&app).await.unwrap().unwrap().state,
+        ContainerState::Running { .. }
+    ));
+}
