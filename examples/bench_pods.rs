@@ -8,6 +8,9 @@
 //! 3. Exit detection: pods whose container exits after a second; the delay from Docker's recorded finish time to the
 //!    watch event showing the container terminated.
 //!
+//! `BENCH_PARALLEL_STARTS=N` overrides the agent's `parallel_starts` (how many pods create and start containers at
+//! once; `berth server --parallel-starts`), to compare settings.
+//!
 //! Prints medians and 99th percentiles and the ratio berth/raw. Everything it creates in Docker carries the label
 //! `berth.node=bench-<pid>` or `berth.bench=<pid>` and is removed at the end.
 
@@ -57,6 +60,10 @@ async fn main() -> Result<()> {
     let client = berth_agent::api_client(&ready.url, &ready.ca_pem, &ready.token)?;
     let mut agent_config = berth_agent::AgentConfig::new(&node, IpAddr::from([127, 0, 0, 1]), dir.path().join("agent"));
     agent_config.port = 0;
+    if let Some(n) = std::env::var("BENCH_PARALLEL_STARTS").ok().and_then(|n| n.parse().ok()) {
+        agent_config.parallel_starts = n;
+    }
+    println!("agent parallel_starts = {}", agent_config.parallel_starts);
     let agent = tokio::spawn(berth_agent::run(
         agent_config,
         client.clone(),

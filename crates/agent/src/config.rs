@@ -36,6 +36,10 @@ pub struct AgentConfig {
     /// How often each pod is synced without any event: the safety net behind Docker's event stream, and how
     /// configMap/secret volume updates are noticed.
     pub pod_resync_interval: Duration,
+    /// How many pods may be creating and starting containers at the same time. The engine does that work on the
+    /// CPU: when a burst of pods all start at once they share it and all finish late, together; with a bound they
+    /// finish in the order they came, most of them much sooner, in the same total time.
+    pub parallel_starts: usize,
 }
 
 impl AgentConfig {
@@ -54,6 +58,7 @@ impl AgentConfig {
             lease_renew_interval: Duration::from_secs(10),
             node_status_interval: Duration::from_secs(10),
             pod_resync_interval: Duration::from_secs(5),
+            parallel_starts: std::thread::available_parallelism().map_or(2, |n| n.get()).max(2),
         }
     }
 }

@@ -95,6 +95,11 @@ impl PodIdentity {
     }
 }
 
+/// The role in a container's labels (`None` for containers not made by a pod worker).
+pub fn kind(labels: &BTreeMap<String, String>) -> Option<Kind> {
+    labels.get(CONTAINER_KIND).and_then(|k| Kind::parse(k))
+}
+
 /// The attempt number in a container's labels (0 when absent or unreadable).
 pub fn attempt(labels: &BTreeMap<String, String>) -> u32 {
     labels.get(ATTEMPT).and_then(|a| a.parse().ok()).unwrap_or(0)

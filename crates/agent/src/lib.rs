@@ -149,6 +149,7 @@ pub async fn run(
     let ctx = Arc::new(pods::Context {
         client,
         runtime,
+        start_slots: Arc::new(tokio::sync::Semaphore::new(config.parallel_starts.max(1))),
         config,
         recorder,
     });

@@ -124,6 +124,10 @@ struct NodeArgs {
     /// Allow containers with securityContext.privileged: true.
     #[arg(long)]
     allow_privileged: bool,
+    /// How many pods may be creating and starting containers at once (default: the number of CPUs, at least 2).
+    /// A burst of pods then comes up in order of arrival instead of all together at the end.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    parallel_starts: Option<u16>,
 }
 
 #[derive(Subcommand)]
@@ -157,6 +161,9 @@ impl NodeArgs {
         config.network = self.pod_network.clone();
         config.pod_subnet = self.pod_subnet.clone();
         config.allow_privileged = self.allow_privileged;
+        if let Some(n) = self.parallel_starts {
+            config.parallel_starts = usize::from(n);
+        }
         config.image_import_dir = Some(self.image_dir.clone().unwrap_or_else(|| data_dir.join("images")));
         config.node_labels.extend(self.node_labels.iter().cloned());
         if let Some(zone) = &self.zone {

@@ -59,6 +59,16 @@ pub struct Downward<'a> {
     pub node_name: &'a str,
 }
 
+/// Whether `container`'s environment reads the pod IP, which exists only once the sandbox runs.
+pub fn needs_pod_ip(container: &Container) -> bool {
+    container.env.iter().flatten().any(|var| {
+        var.value_from
+            .as_ref()
+            .and_then(|from| from.field_ref.as_ref())
+            .is_some_and(|field| matches!(field.field_path.as_str(), "status.podIP" | "status.podIPs"))
+    })
+}
+
 /// Resolves `container`'s environment. Errors are upstream's `CreateContainerConfigError` messages.
 pub async fn resolve(
     client: &kube::Client,
@@ -251,5 +261,23 @@ mod tests {
         assert_eq!(expand("$(C)", &env), "$(C)");
         assert_eq!(expand("cost $5", &env), "cost $5");
         assert_eq!(expand("$(A", &env), "$(A");
+    }
+
+    #[test]
+    fn only_a_pod_ip_field_ref_waits_for_the_sandbox() {
+        let container = |path: &str| -> Container {
+            serde_json::from_value(serde_json::json!({
+                "name": "c",
+                "env": [
+                    {"name": "PLAIN", "value": "x"},
+                    {"name": "FIELD", "valueFrom": {"fieldRef": {"fieldPath": path}}},
+                ],
+            }))
+            .expect("container")
+        };
+        assert!(needs_pod_ip(&container("status.podIP")));
+        assert!(needs_pod_ip(&container("status.podIPs")));
+        assert!(!needs_pod_ip(&container("status.hostIP")));
+        assert!(!needs_pod_ip(&container("metadata.name")));
     }
 }

@@ -37,6 +37,8 @@ pub struct Context {
     pub runtime: Arc<dyn ContainerRuntime>,
     pub config: AgentConfig,
     pub recorder: Recorder,
+    /// [`AgentConfig::parallel_starts`] permits, taken by a pod worker while it creates and starts containers.
+    pub start_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Runs pods until `shutdown` flips to true. Containers are left running on shutdown: a restarted agent adopts them.

@@ -20,7 +20,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::task::JoinHandle;
 
 use super::backoff::Backoff;
 use super::env::{self, Downward, Sources};
@@ -74,6 +75,12 @@ pub(super) struct PodWorker {
     /// The pod reached Succeeded or Failed: nothing is started again.
     terminal: bool,
     pod_ip: Option<String>,
+    /// A new sandbox being started in the background while the first container is created; yields its IP.
+    sandbox_starting: Option<JoinHandle<Result<Option<String>, String>>>,
+    /// Why the sandbox started by this sync could not run.
+    sandbox_failed: Option<String>,
+    /// One of the node's start slots, held from the first container this sync creates until its actions end.
+    start_slot: Option<OwnedSemaphorePermit>,
     start_time: DateTime<Utc>,
     last_status: Option<Value>,
 }
@@ -119,6 +126,9 @@ impl PodWorker {
             failed: false,
             terminal,
             pod_ip,
+            sandbox_starting: None,
+            sandbox_failed: None,
+            start_slot: None,
             start_time,
             last_status: None,
         }
@@ -192,7 +202,9 @@ impl PodWorker {
         if self.terminal {
             self.stop_leftovers(&observed).await;
         } else {
-            if let Some(next) = self.act(&observed, &mut wake).await {
+            let next = self.act(&observed, &mut wake).await;
+            self.start_slot = None;
+            if let Some(next) = next {
                 return next;
             }
             // Containers were started or stopped: look again so the status shows the result.
@@ -290,7 +302,7 @@ impl PodWorker {
                 self.waiting
                     .insert(c.name.clone(), ("PodInitializing".to_string(), String::new()));
             }
-            return None;
+            return self.sandbox_failed().await;
         }
 
         for c in &spec.containers {
@@ -303,6 +315,8 @@ impl PodWorker {
                     let grace = spec.termination_grace_period_seconds.unwrap_or(DEFAULT_GRACE);
                     let field = self.field_ref(&c.name, Kind::App);
                     self.ctx.recorder.record(&field, EventType::Normal, "Killing", message);
+                    // Stopping takes up to the grace period: nobody else's start should wait for it.
+                    self.start_slot = None;
                     kill(&self.ctx, running, c, grace, self.pod_ip.as_deref()).await;
                     current = self.ctx.runtime.inspect_container(&running.id).await.ok().flatten();
                 }
@@ -324,11 +338,60 @@ impl PodWorker {
                 }
             }
         }
-        None
+        self.sandbox_failed().await
     }
 
-    /// Makes sure the infra container runs and has an address; returns its id.
+    /// Waits for a sandbox started by this sync. If it could not start, records why and ends the sync, to be retried
+    /// with a new sandbox.
+    async fn sandbox_failed(&mut self) -> Option<Next> {
+        let message = match self.sandbox_started().await {
+            Ok(()) => return None,
+            Err(message) => message,
+        };
+        let reference = self.pod_ref();
+        self.ctx
+            .recorder
+            .record(&reference, EventType::Warning, "FailedCreatePodSandBox", message);
+        if let Some(observed) = self.observe().await {
+            self.write_status(&observed).await;
+        }
+        Some(Next::After(RETRY))
+    }
+
+    /// Waits for one of the node's start slots ([`crate::AgentConfig::parallel_starts`]), unless this sync holds
+    /// one already.
+    async fn take_start_slot(&mut self) {
+        if self.start_slot.is_none() {
+            self.start_slot = self.ctx.start_slots.clone().acquire_owned().await.ok();
+        }
+    }
+
+    /// Waits until the sandbox being started (if any) runs, and takes its IP. Errors stay until the sync ends.
+    async fn sandbox_started(&mut self) -> Result<(), String> {
+        if let Some(starting) = self.sandbox_starting.take() {
+            match starting.await {
+                Ok(Ok(ip)) => self.pod_ip = ip,
+                Ok(Err(message)) => self.sandbox_failed = Some(message),
+                Err(error) => self.sandbox_failed = Some(format!("starting sandbox: {error}")),
+            }
+        }
+        match self.sandbox_failed.take() {
+            Some(message) => {
+                self.sandbox_failed = Some(message.clone());
+                Err(message)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Makes sure the infra container runs or is starting; returns its id.
+    ///
+    /// A new sandbox is only created here. Starting it (most of a pod's start-up time: the engine sets up the
+    /// network namespace) runs in the background, so the first container is created meanwhile; everything that
+    /// needs the sandbox running or its IP waits in [`Self::sandbox_started`].
     async fn sandbox(&mut self, observed: &Observed) -> Result<String, String> {
+        self.sandbox_starting = None;
+        self.sandbox_failed = None;
         let newest = observed.newest(Kind::Infra, INFRA_NAME);
         if let Some(infra) = newest.filter(|i| matches!(i.state, ContainerState::Running { .. })) {
             if let Some(ip) = &infra.ip_address {
@@ -342,6 +405,14 @@ impl PodWorker {
         if let Some(old) = newest {
             let _ = self.ctx.runtime.remove_container(&old.id).await;
         }
+        // Containers created for the old sandbox but never started would join a namespace that is gone.
+        for instance in &observed.all {
+            if matches!(instance.state, ContainerState::Created) && labels::kind(&instance.labels) != Some(Kind::Infra)
+            {
+                let _ = self.ctx.runtime.remove_container(&instance.id).await;
+            }
+        }
+        self.take_start_slot().await;
         let config = spec::infra_config(
             &self.identity,
             &self.pod,
@@ -355,19 +426,20 @@ impl PodWorker {
             .create_container(&config)
             .await
             .map_err(|e| format!("creating sandbox: {e}"))?;
-        self.ctx
-            .runtime
-            .start_container(&id)
-            .await
-            .map_err(|e| format!("starting sandbox: {e}"))?;
-        let info = self
-            .ctx
-            .runtime
-            .inspect_container(&id)
-            .await
-            .map_err(|e| format!("inspecting sandbox: {e}"))?
-            .ok_or_else(|| "sandbox container vanished".to_string())?;
-        self.pod_ip = info.ip_address.clone();
+        let runtime = self.ctx.runtime.clone();
+        let infra = id.clone();
+        self.sandbox_starting = Some(tokio::spawn(async move {
+            runtime
+                .start_container(&infra)
+                .await
+                .map_err(|e| format!("starting sandbox: {e}"))?;
+            let info = runtime
+                .inspect_container(&infra)
+                .await
+                .map_err(|e| format!("inspecting sandbox: {e}"))?
+                .ok_or_else(|| "sandbox container vanished".to_string())?;
+            Ok(info.ip_address)
+        }));
         Ok(id)
     }
 
@@ -436,6 +508,10 @@ impl PodWorker {
             self.waiting.insert(c.name.clone(), (reason, message));
             return;
         }
+        self.take_start_slot().await;
+        if env::needs_pod_ip(c) && self.sandbox_started().await.is_err() {
+            return;
+        }
         let host_ip = self.ctx.config.node_ip.to_string();
         let downward = Downward {
             pod_ip: self.pod_ip.as_deref(),
@@ -491,12 +567,18 @@ impl PodWorker {
     /// Starts an instance that was created but never started (the agent stopped in between).
     async fn start_existing(&mut self, c: &Container, kind: Kind, current: Option<&ContainerInfo>) {
         if let Some(instance) = current {
+            self.take_start_slot().await;
             let field = self.field_ref(&c.name, kind);
             self.start_id(c, &field, &instance.id).await;
         }
     }
 
     async fn start_id(&mut self, c: &Container, field: &ObjectReference, id: &str) {
+        // A container joins the sandbox's namespaces, so the sandbox must run first. If it cannot, the container
+        // stays created and is removed with the failed sandbox on the next sync.
+        if self.sandbox_started().await.is_err() {
+            return;
+        }
         match self.ctx.runtime.start_container(id).await {
             Ok(()) => {
                 let message = format!("Started container {}", c.name);

@@ -1,0 +1,182 @@
+//! The agent against the fake runtime and a real, in-process API server: the orderings and failures Docker cannot be
+//! made to produce on demand. Everything a user sees still goes through the API (the Pod's status and Events).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_runtime::fake::FakeRuntime;
+use berth_runtime::{ContainerRuntime, ContainerState, NetworkMode, RuntimeError};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, ListParams, PostParams};
+use tokio::sync::watch;
+
+struct Cluster {
+    client: kube::Client,
+    fake: Arc<FakeRuntime>,
+    node: String,
+    stop: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// An API server and an agent on node `fake-node`, in this process; the workload image is already "present".
+async fn cluster() -> Cluster {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (stop, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let config = berth_apiserver::Config::new(dir.path().join("server"), "127.0.0.1:0".parse().expect("addr"));
+    tokio::spawn(berth_apiserver::run_notify(
+        config,
+        Some(ready_tx),
+        stopped(stop_rx.clone()),
+    ));
+    let ready = ready_rx.await.expect("API server started");
+    let client = berth_agent::api_client(&ready.url, &ready.ca_pem, &ready.token).expect("client");
+
+    let fake = Arc::new(FakeRuntime::new());
+    fake.add_image(berth_image::WORKLOAD_IMAGE);
+    let node = "fake-node".to_string();
+    let mut agent = berth_agent::AgentConfig::new(&node, IpAddr::from([127, 0, 0, 1]), dir.path().join("agent"));
+    agent.port = 0;
+    let runtime: Arc<dyn ContainerRuntime> = fake.clone();
+    tokio::spawn(berth_agent::run(
+        agent,
+        client.clone(),
+        runtime,
+        ready.token,
+        stopped(stop_rx),
+    ));
+    Cluster {
+        client,
+        fake,
+        node,
+        stop,
+        _dir: dir,
+    }
+}
+
+fn pod(node: &str, name: &str, container: serde_json::Value) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"nodeName": node, "containers": [container]},
+    }))
+    .expect("pod")
+}
+
+/// Polls until the pod is Running with every container ready.
+async fn wait_running(pods: &Api<Pod>, name: &str) -> Pod {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let pod = pods.get(name).await.expect("get pod");
+        let status = pod.status.as_ref();
+        let running = status.and_then(|s| s.phase.as_deref()) == Some("Running");
+        let ready = status
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|cs| cs.iter().all(|c| c.ready));
+        if running && ready {
+            return pod;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pod {name} not running: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn kind(labels: &BTreeMap<String, String>) -> &str {
+    labels.get("berth.container.kind").map(String::as_str).unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_sandbox_that_fails_to_start_is_reported_and_replaced() {
+    let cluster = cluster().await;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "default");
+    // The first start is the sandbox's: the app container is created meanwhile, for a sandbox that never runs.
+    cluster.fake.fail_next(
+        "start_container",
+        RuntimeError::Engine {
+            operation: "start container",
+            message: "no IP addresses available in the network".to_string(),
+        },
+    );
+    let spec = serde_json::json!({"name": "app", "image": berth_image::WORKLOAD_IMAGE});
+    pods.create(&PostParams::default(), &pod(&cluster.node, "web", spec))
+        .await
+        .expect("create");
+    let running = wait_running(&pods, "web").await;
+
+    let events: Api<Event> = Api::namespaced(cluster.client.clone(), "default");
+    let reasons: Vec<(String, String)> = events
+        .list(&ListParams::default().fields("involvedObject.name=web"))
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|(r, m)| r == "FailedCreatePodSandBox" && m.contains("no IP addresses available")),
+        "{reasons:?}"
+    );
+
+    // What is left is one running sandbox (the second attempt) and one app container joined to it: the app
+    // container made for the failed sandbox is gone.
+    let containers = cluster.fake.containers();
+    assert_eq!(containers.len(), 2, "{containers:?}");
+    let infra = containers.iter().find(|c| kind(&c.labels) == "infra").expect("sandbox");
+    let app = containers.iter().find(|c| kind(&c.labels) == "app").expect("app");
+    assert_eq!(
+        infra.labels.get("berth.container.attempt").map(String::as_str),
+        Some("1")
+    );
+    assert!(matches!(infra.state, ContainerState::Running { .. }));
+    assert!(matches!(app.state, ContainerState::Running { .. }));
+    let joined = cluster.fake.container_config(&app.id).expect("app config").network;
+    assert_eq!(joined, NetworkMode::Container { id: infra.id.clone() });
+    let status = running.status.expect("status");
+    assert_eq!(status.pod_ip, infra.ip_address);
+    let app_status = &status.container_statuses.expect("container statuses")[0];
+    assert_eq!(app_status.restart_count, 0);
+}
+
+#[tokio::test]
+async fn a_container_reading_its_pod_ip_gets_the_sandbox_address() {
+    let cluster = cluster().await;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "default");
+    let spec = serde_json::json!({
+        "name": "app",
+        "image": berth_image::WORKLOAD_IMAGE,
+        "env": [{"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+    });
+    pods.create(&PostParams::default(), &pod(&cluster.node, "ip", spec))
+        .await
+        .expect("create");
+    let running = wait_running(&pods, "ip").await;
+    let pod_ip = running.status.and_then(|s| s.pod_ip).expect("pod IP");
+
+    let app = cluster
+        .fake
+        .containers()
+        .into_iter()
+        .find(|c| kind(&c.labels) == "app")
+        .expect("app container");
+    let env = cluster.fake.container_config(&app.id).expect("app config").env;
+    assert!(
+        env.contains(&("MY_IP".to_string(), pod_ip.clone())),
+        "{env:?} lacks MY_IP={pod_ip}"
+    );
+}
