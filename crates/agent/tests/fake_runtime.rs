@@ -180,3 +180,48 @@ async fn a_container_reading_its_pod_ip_gets_the_sandbox_address() {
         "{env:?} lacks MY_IP={pod_ip}"
     );
 }
+
+#[tokio::test]
+async fn an_oom_event_after_the_exit_still_says_oom_killed() {
+    let cluster = cluster().await;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "default");
+    let mut spec = pod(
+        &cluster.node,
+        "hungry",
+        serde_json::json!({"name": "app", "image": berth_image::WORKLOAD_IMAGE}),
+    );
+    if let Some(s) = spec.spec.as_mut() {
+        s.restart_policy = Some("Never".to_string());
+    }
+    pods.create(&PostParams::default(), &spec).await.expect("create");
+    wait_running(&pods, "hungry").await;
+    let app = cluster
+        .fake
+        .containers()
+        .into_iter()
+        .find(|c| kind(&c.labels) == "app")
+        .expect("app container");
+    cluster.fake.oom_after_exit(&app.id);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let pod = pods.get("hungry").await.expect("get pod");
+        let status = pod.status.expect("status");
+        let terminated = status
+            .container_statuses
+            .as_ref()
+            .and_then(|cs| cs[0].state.as_ref())
+            .and_then(|s| s.terminated.clone());
+        if let Some(t) = terminated.filter(|t| t.reason.as_deref() == Some("OOMKilled")) {
+            assert_eq!(t.exit_code, 137);
+            assert_eq!(status.phase.as_deref(), Some("Failed"));
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no OOMKilled: {:?}",
+            status.container_statuses
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -520,6 +520,9 @@ fn create_body(config: &ContainerConfig) -> ContainerCreateBody {
                 .collect(),
         ),
         memory: config.memory_limit,
+        // Docker's default lets a container swap as much again as its limit; the kubelet allows no swap, so a
+        // container over its memory limit is OOM-killed instead of slowing the node down.
+        memory_swap: config.memory_limit,
         nano_cpus: config.nano_cpus,
         cpu_shares: config.cpu_shares,
         readonly_rootfs: Some(config.read_only_root_fs),
@@ -887,5 +890,18 @@ mod tests {
         let log = host.log_config.unwrap();
         assert_eq!(log.typ.as_deref(), Some("json-file"));
         assert_eq!(log.config.unwrap()["max-size"], "10m");
+    }
+
+    #[test]
+    fn a_memory_limit_allows_no_swap() {
+        let config = ContainerConfig {
+            name: "c".into(),
+            image: "img:1".into(),
+            memory_limit: Some(32 << 20),
+            ..Default::default()
+        };
+        let host = create_body(&config).host_config.unwrap();
+        assert_eq!(host.memory, Some(32 << 20));
+        assert_eq!(host.memory_swap, Some(32 << 20));
     }
 }

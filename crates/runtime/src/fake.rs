@@ -239,6 +239,22 @@ impl FakeRuntime {
         self.finish(reference, 137, true);
     }
 
+    /// Docker's race (as in containerd/containerd#8180): the container's `die` (137) is recorded before the `oom`, and
+    /// the engine's OOMKilled flag stays false; only the late `oom` event tells.
+    pub fn oom_after_exit(&self, reference: &str) {
+        self.finish(reference, 137, false);
+        let info = {
+            let state = self.lock();
+            state
+                .resolve(reference)
+                .and_then(|id| state.containers.get(&id))
+                .map(|c| c.info.clone())
+        };
+        if let Some(info) = info {
+            self.emit(&info, RuntimeEventKind::Oom);
+        }
+    }
+
     fn finish(&self, reference: &str, code: i64, oom_killed: bool) {
         let info = {
             let mut state = self.lock();

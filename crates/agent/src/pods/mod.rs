@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_runtime::ContainerRuntime;
+use berth_runtime::{ContainerRuntime, RuntimeEventKind};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
@@ -84,7 +84,11 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
             event = runtime_events.next() => match event {
                 Some(Ok(event)) => {
                     if let Some(tx) = event.labels.get(labels::POD_UID).and_then(|uid| workers.get(uid)) {
-                        let _ = tx.send(Signal::Poke);
+                        let signal = match event.kind {
+                            RuntimeEventKind::Oom => Signal::Oom(event.container_id),
+                            _ => Signal::Poke,
+                        };
+                        let _ = tx.send(signal);
                     }
                 }
                 Some(Err(error)) => {

@@ -41,6 +41,8 @@ pub enum Signal {
     Deleted,
     /// Something happened to one of the pod's containers: sync now.
     Poke,
+    /// The kernel's OOM killer hit this container (by id): sync now.
+    Oom(String),
 }
 
 /// Upstream's default `terminationGracePeriodSeconds`.
@@ -77,6 +79,9 @@ pub(super) struct PodWorker {
     pod_ip: Option<String>,
     /// A new sandbox being started in the background while the first container is created; yields its IP.
     sandbox_starting: Option<JoinHandle<Result<Option<String>, String>>>,
+    /// Containers the engine reported an OOM kill for. Docker can record the exit before the OOM and then never sets
+    /// its own flag (the same race as containerd/containerd#8180), so the event is remembered here.
+    oom_events: HashSet<String>,
     /// Why the sandbox started by this sync could not run.
     sandbox_failed: Option<String>,
     /// One of the node's start slots, held from the first container this sync creates until its actions end.
@@ -110,6 +115,7 @@ impl PodWorker {
             .map(|t| crate::time::chrono(t.0))
             .unwrap_or_else(Utc::now);
         let pod_ip = status.and_then(|s| s.pod_ip.clone());
+        let oom_events = reported_oom_kills(status);
         PodWorker {
             ctx,
             pod,
@@ -128,6 +134,7 @@ impl PodWorker {
             pod_ip,
             sandbox_starting: None,
             sandbox_failed: None,
+            oom_events,
             start_slot: None,
             start_time,
             last_status: None,
@@ -164,6 +171,9 @@ impl PodWorker {
             Signal::Pod(pod) => self.pod = *pod,
             Signal::Deleted => self.deleted = true,
             Signal::Poke => {}
+            Signal::Oom(id) => {
+                self.oom_events.insert(id);
+            }
         }
     }
 
@@ -237,9 +247,15 @@ impl PodWorker {
     }
 
     /// Lists the pod's containers, grouped and newest first. `None` if the runtime failed (retried soon).
-    async fn observe(&self) -> Option<Observed> {
+    async fn observe(&mut self) -> Option<Observed> {
         match self.ctx.runtime.list_containers(&self.identity.selector()).await {
-            Ok(containers) => Some(Observed::new(containers)),
+            Ok(mut containers) => {
+                self.oom_events.retain(|id| containers.iter().any(|c| &c.id == id));
+                for c in &mut containers {
+                    mark_oom_killed(c, &self.oom_events);
+                }
+                Some(Observed::new(containers))
+            }
             Err(error) => {
                 tracing::warn!(%error, pod = %self.identity.name, "listing pod containers failed");
                 None
@@ -904,6 +920,37 @@ async fn run_hook(
 #[derive(Debug, Default)]
 struct Observed {
     all: Vec<ContainerInfo>,
+}
+
+/// The containers an earlier agent already reported OOMKilled, so an agent restart does not turn them back into
+/// `Error` when the engine's flag missed the kill.
+fn reported_oom_kills(status: Option<&k8s_openapi::api::core::v1::PodStatus>) -> HashSet<String> {
+    let statuses = status.into_iter().flat_map(|s| {
+        let init = s.init_container_statuses.iter().flatten();
+        init.chain(s.container_statuses.iter().flatten())
+    });
+    statuses
+        .flat_map(|c| [c.state.as_ref(), c.last_state.as_ref()])
+        .filter_map(|state| state?.terminated.as_ref())
+        .filter(|t| t.reason.as_deref() == Some("OOMKilled"))
+        .filter_map(|t| t.container_id.as_deref()?.strip_prefix("docker://"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Marks `c` OOMKilled if it was SIGKILLed (137) after an OOM event for it. An OOM event alone is not enough: the
+/// killer may have picked a child process, and the container went on to exit on its own.
+fn mark_oom_killed(c: &mut ContainerInfo, oom_events: &HashSet<String>) {
+    if let ContainerState::Exited {
+        exit_code: 137,
+        oom_killed,
+        ..
+    } = &mut c.state
+    {
+        if oom_events.contains(&c.id) {
+            *oom_killed = true;
+        }
+    }
 }
 
 impl Observed {
