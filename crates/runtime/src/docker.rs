@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use bollard::container::AttachContainerResults;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
@@ -15,9 +16,10 @@ use bollard::models::{
     HostConfigLogConfig, Ipam, IpamConfig, NetworkCreateRequest, PortBinding as DockerPortBinding,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, ImportImageOptionsBuilder,
-    KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    AttachContainerOptions, CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
+    ImportImageOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, ResizeContainerTTYOptions, StopContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
@@ -25,8 +27,8 @@ use chrono::{DateTime, Datelike, Utc};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use crate::{
-    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOptions, ExecSession, ImageInfo, LogOptions,
-    NetworkMode, Output, RuntimeError, RuntimeEvent, RuntimeEventKind, RuntimeVersion,
+    AttachOptions, ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOptions, ExecSession,
+    ImageInfo, LogOptions, NetworkMode, Output, RuntimeError, RuntimeEvent, RuntimeEventKind, RuntimeVersion,
 };
 
 /// How long a pull may take before it counts as failed. Kubernetes has no pull deadline of its own, but berth
@@ -503,6 +505,64 @@ impl ContainerRuntime for DockerRuntime {
             return Ok(None);
         }
         Ok(inspect.exit_code)
+    }
+
+    async fn attach(&self, id: &str, options: &AttachOptions) -> Result<ExecSession, RuntimeError> {
+        let request = AttachContainerOptions {
+            // Only what is written from now on: upstream's attach does not replay the log (`kubectl logs` does).
+            logs: false,
+            stream: true,
+            stdin: options.stdin,
+            stdout: options.stdout,
+            stderr: options.stderr,
+            detach_keys: None,
+        };
+        let AttachContainerResults { output, input } = self
+            .docker
+            .attach_container(id, Some(request))
+            .await
+            .map_err(|e| map_err("attach container", || format!("container {id}"), e))?;
+        // Docker accepts an attach to a stopped container and then never ends its stream. The attach registers its
+        // streams before the engine answers, so a container still running now was running when they were
+        // registered, and its exit will end them; one that is not running now may have stopped before.
+        match self.inspect_container(id).await? {
+            Some(ContainerInfo {
+                state: ContainerState::Running { .. },
+                ..
+            }) => {}
+            Some(_) => {
+                return Err(RuntimeError::Rejected {
+                    operation: "attach container",
+                    message: format!("container {id} is not running"),
+                })
+            }
+            None => {
+                return Err(RuntimeError::NotFound {
+                    what: format!("container {id}"),
+                })
+            }
+        }
+        let id_owned = id.to_string();
+        let output = output
+            .map_err(move |e| map_err("read attach output", || format!("container {id_owned}"), e))
+            .try_filter_map(|chunk| async move { Ok(output_of(chunk)) })
+            .boxed();
+        Ok(ExecSession {
+            id: id.to_string(),
+            output,
+            input,
+        })
+    }
+
+    async fn attach_resize(&self, id: &str, width: u16, height: u16) -> Result<(), RuntimeError> {
+        let size = ResizeContainerTTYOptions {
+            w: i32::from(width),
+            h: i32::from(height),
+        };
+        self.docker
+            .resize_container_tty(id, size)
+            .await
+            .map_err(|e| map_err("resize container", || format!("container {id}"), e))
     }
 }
 

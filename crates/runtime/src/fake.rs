@@ -2,7 +2,8 @@
 //!
 //! [`FakeRuntime`] keeps containers, images and networks in a map behind a mutex, records every call in order, and
 //! lets a test script what the engine does: the next failure of an operation, images that cannot be pulled, exit
-//! codes and OOM kills (which change state *and* emit the events a real engine would), log lines, and exec results.
+//! codes and OOM kills (which change state *and* emit the events a real engine would), log lines, exec results, and
+//! containers that echo what is attached to their stdin (a stand-in for `cat`).
 //! It is deterministic: ids come from a counter and nothing happens unless a call or a helper makes it happen. It does
 //! not run processes, enforce resource limits or model time beyond stamping `Utc::now()` on state changes.
 
@@ -16,11 +17,11 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 use tokio::io::AsyncWrite;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::{
-    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOptions, ExecSession, ImageInfo, LogOptions,
-    NetworkMode, Output, RuntimeError, RuntimeEvent, RuntimeEventKind, RuntimeVersion,
+    AttachOptions, ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOptions, ExecSession,
+    ImageInfo, LogOptions, NetworkMode, Output, RuntimeError, RuntimeEvent, RuntimeEventKind, RuntimeVersion,
 };
 
 /// What a scripted exec prints and how it ends.
@@ -35,7 +36,8 @@ type StartHook = Box<dyn Fn(&ContainerConfig) -> Option<i64> + Send + Sync>;
 
 /// An in-memory container runtime that records calls and can be scripted. Cheap to share behind an `Arc`.
 pub struct FakeRuntime {
-    state: Mutex<State>,
+    /// Shared with attach sessions' stdin, which writes into a container's stdin and (echoing) its log.
+    state: Arc<Mutex<State>>,
     events: broadcast::Sender<RuntimeEvent>,
     /// Log lines as they are added, and `None` once a container stops, for followers.
     log_feed: broadcast::Sender<(String, Option<LogLine>)>,
@@ -51,6 +53,10 @@ struct FakeContainer {
     config: ContainerConfig,
     info: ContainerInfo,
     logs: Vec<LogLine>,
+    /// Everything attach sessions wrote to the container's stdin.
+    stdin: Vec<u8>,
+    /// Whether what reaches stdin is written to stdout, as `cat` would ([`FakeRuntime::echo_stdin`]).
+    echo_stdin: bool,
 }
 
 struct FakeExec {
@@ -125,7 +131,7 @@ impl FakeRuntime {
         let (events, _) = broadcast::channel(1024);
         let (log_feed, _) = broadcast::channel(1024);
         FakeRuntime {
-            state: Mutex::new(State::default()),
+            state: Arc::new(Mutex::new(State::default())),
             events,
             log_feed,
         }
@@ -319,6 +325,23 @@ impl FakeRuntime {
             .map(|e| (e.container_id.clone(), e.command.clone()))
     }
 
+    /// Makes a container behave like `cat` on its stdin: what an attach writes there is written to its stdout (its
+    /// log, followers and attached readers see it), as one chunk per write.
+    pub fn echo_stdin(&self, reference: &str) {
+        let mut state = self.lock();
+        let Some(id) = state.resolve(reference) else { return };
+        if let Some(container) = state.containers.get_mut(&id) {
+            container.echo_stdin = true;
+        }
+    }
+
+    /// What attach sessions have written to a container's stdin so far.
+    pub fn attached_stdin(&self, reference: &str) -> Option<Vec<u8>> {
+        let state = self.lock();
+        let id = state.resolve(reference)?;
+        state.containers.get(&id).map(|c| c.stdin.clone())
+    }
+
     /// Moves a container to exited: shared by stop and remove.
     fn stop_now(&self, id: &str, signal: &str) -> Option<ContainerInfo> {
         let info = {
@@ -413,6 +436,54 @@ impl AsyncWrite for RecordingWriter {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Stdin of a fake attach: writes go to the container's stdin (echoed to its log when it echoes), and shutting it
+/// down ends the session's output, as Docker ends an attach whose stdin closed. Writes to a container created
+/// without `open_stdin`, or by an attach without `stdin`, go nowhere, as in Docker.
+struct AttachWriter {
+    state: Arc<Mutex<State>>,
+    log_feed: broadcast::Sender<(String, Option<LogLine>)>,
+    container_id: String,
+    /// `None` when the input has nowhere to go.
+    closed: Option<watch::Sender<bool>>,
+}
+
+impl AsyncWrite for AttachWriter {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        if self.closed.as_ref().is_none_or(|c| *c.borrow()) {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(container) = state.containers.get_mut(&self.container_id) else {
+            return Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
+        };
+        if !matches!(container.info.state, ContainerState::Running { .. }) {
+            return Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
+        }
+        container.stdin.extend_from_slice(buf);
+        if container.echo_stdin {
+            let line = LogLine {
+                at: Utc::now(),
+                output: Output::Stdout(Bytes::copy_from_slice(buf)),
+            };
+            container.logs.push(line.clone());
+            // Sent under the lock, as `add_log` does.
+            let _ = self.log_feed.send((self.container_id.clone(), Some(line)));
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if let Some(closed) = &self.closed {
+            closed.send_replace(true);
+        }
         Poll::Ready(Ok(()))
     }
 }
@@ -513,6 +584,8 @@ impl ContainerRuntime for FakeRuntime {
                     config: config.clone(),
                     info: info.clone(),
                     logs: Vec::new(),
+                    stdin: Vec::new(),
+                    echo_stdin: false,
                 },
             );
             info
@@ -755,6 +828,106 @@ impl ContainerRuntime for FakeRuntime {
             .get(exec_id)
             .map(|e| Some(e.exit_code))
             .ok_or_else(|| not_found("exec", exec_id))
+    }
+
+    async fn attach(&self, reference: &str, options: &AttachOptions) -> Result<ExecSession, RuntimeError> {
+        let (id, tty, feed, closed) = {
+            let mut state = self.lock();
+            // Subscribed under the lock, as in `logs`: nothing written after the attach is missed.
+            let feed = self.log_feed.subscribe();
+            let streams = [
+                ("stdin", options.stdin),
+                ("stdout", options.stdout),
+                ("stderr", options.stderr),
+            ];
+            let streams: Vec<&str> = streams.iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect();
+            state.call("attach", format!("{reference} {}", streams.join(",")))?;
+            let id = state
+                .resolve(reference)
+                .ok_or_else(|| not_found("container", reference))?;
+            let container = &state.containers[&id];
+            if !matches!(container.info.state, ContainerState::Running { .. }) {
+                return Err(RuntimeError::Rejected {
+                    operation: "attach container",
+                    message: format!("container {id} is not running"),
+                });
+            }
+            let closed = (options.stdin && container.config.open_stdin).then(|| watch::channel(false));
+            (id, container.config.tty, feed, closed)
+        };
+        let (closed_tx, closed_rx) = closed.unzip();
+        let (stdout, stderr) = (options.stdout, options.stderr);
+        let container_id = id.clone();
+        let output = stream::unfold((feed, closed_rx), move |(mut feed, mut closed)| {
+            let id = container_id.clone();
+            async move {
+                loop {
+                    // `Err` from the closed signal: the input was shut down (`Ok(true)`) or dropped unshut.
+                    let next = match closed.as_mut() {
+                        Some(rx) => tokio::select! {
+                            line = feed.recv() => Ok(line),
+                            ended = rx.wait_for(|c| *c) => Err(ended.is_ok()),
+                        },
+                        None => Ok(feed.recv().await),
+                    };
+                    let line = match next {
+                        Ok(line) => line,
+                        // Shut down: the attach ends, as Docker ends one whose stdin closed.
+                        Err(true) => return None,
+                        // Dropped unshut: the session is going away anyway; keep reading until it does.
+                        Err(false) => {
+                            closed = None;
+                            continue;
+                        }
+                    };
+                    match line {
+                        Ok((line_id, Some(line))) if line_id == id => {
+                            // A terminal has one stream.
+                            let output = match line.output {
+                                Output::Stderr(b) if tty => Output::Stdout(b),
+                                other => other,
+                            };
+                            let wanted = match output {
+                                Output::Stdout(_) => stdout,
+                                Output::Stderr(_) => stderr,
+                            };
+                            if wanted {
+                                return Some((Ok(output), (feed, closed)));
+                            }
+                        }
+                        // The container stopped: its attached streams end.
+                        Ok((line_id, None)) if line_id == id => return None,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+        Ok(ExecSession {
+            id: id.clone(),
+            output: output.boxed(),
+            input: Box::pin(AttachWriter {
+                state: self.state.clone(),
+                log_feed: self.log_feed.clone(),
+                container_id: id,
+                closed: closed_tx,
+            }),
+        })
+    }
+
+    async fn attach_resize(&self, reference: &str, width: u16, height: u16) -> Result<(), RuntimeError> {
+        let mut state = self.lock();
+        state.call("attach_resize", format!("{reference} {width}x{height}"))?;
+        let id = state
+            .resolve(reference)
+            .ok_or_else(|| not_found("container", reference))?;
+        if !matches!(state.containers[&id].info.state, ContainerState::Running { .. }) {
+            return Err(RuntimeError::Rejected {
+                operation: "resize container",
+                message: format!("container {id} is not running"),
+            });
+        }
+        Ok(())
     }
 }
 

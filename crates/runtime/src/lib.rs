@@ -177,18 +177,33 @@ pub struct ExecOptions {
     pub tty: bool,
 }
 
-/// Output of an exec or a log read, split by stream where the runtime keeps them apart (not with a TTY).
+/// Which of a running container's own streams an attach connects to (upstream's `PodAttachOptions`). Whether the
+/// output is split into stdout and stderr is not the caller's choice: a container created with a TTY has one raw
+/// stream, reported as stdout.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttachOptions {
+    /// Forward input to the container's stdin. Only a container created with `open_stdin` has one to forward to.
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// Output of an exec, an attach or a log read, split by stream where the runtime keeps them apart (not with a TTY).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     Stdout(Bytes),
     Stderr(Bytes),
 }
 
-/// A running exec: its output, its stdin, and a handle to ask for its exit code once the output has ended.
+/// A running exec or attach: its output, its stdin, and the id its resize (and, for an exec, its exit code) is asked
+/// by.
 pub struct ExecSession {
-    /// The runtime's exec id, for [`ContainerRuntime::exec_resize`] and [`ContainerRuntime::exec_exit_code`].
+    /// For an exec, the runtime's exec id, for [`ContainerRuntime::exec_resize`] and
+    /// [`ContainerRuntime::exec_exit_code`]. For an attach, the container's id, for
+    /// [`ContainerRuntime::attach_resize`].
     pub id: String,
-    /// Ends when the process has exited and its output is drained.
+    /// An exec's ends when the process has exited and its output is drained; an attach's see
+    /// [`ContainerRuntime::attach`].
     pub output: BoxStream<'static, Result<Output, RuntimeError>>,
     /// The process's stdin; shutting it down closes the process's stdin.
     pub input: Pin<Box<dyn AsyncWrite + Send>>,
@@ -278,4 +293,28 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn exec_resize(&self, exec_id: &str, width: u16, height: u16) -> Result<(), RuntimeError>;
     /// The exec's exit code, `None` while it still runs.
     async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, RuntimeError>;
+
+    /// Connects to a running container's main process (`docker attach`, upstream's `pods/attach`). The output is
+    /// what the process writes from now on, nothing from before. It ends when the container stops, or when the
+    /// session's input is shut down while `options.stdin` is set: the container then keeps running with its stdin
+    /// still open for the next attach (Docker's and containerd's behaviour without `StdinOnce`). Fails with
+    /// [`RuntimeError::Rejected`] if the container is not running. The session's id is the container's id.
+    ///
+    /// The default refuses, for runtimes and test doubles that cannot attach.
+    async fn attach(&self, id: &str, options: &AttachOptions) -> Result<ExecSession, RuntimeError> {
+        let _ = options;
+        Err(RuntimeError::Rejected {
+            operation: "attach container",
+            message: format!("this runtime cannot attach to container {id}"),
+        })
+    }
+    /// Resizes a container's TTY (the one attach sessions share).
+    ///
+    /// The default refuses, like [`ContainerRuntime::attach`]'s.
+    async fn attach_resize(&self, id: &str, width: u16, height: u16) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Rejected {
+            operation: "resize container",
+            message: format!("this runtime cannot resize container {id} to {width}x{height}"),
+        })
+    }
 }

@@ -1,4 +1,5 @@
-//! Checks `DockerRuntime` against the local Docker engine: lifecycle, networking, events, logs, exec, stop and pull.
+//! Checks `DockerRuntime` against the local Docker engine: lifecycle, networking, events, logs, exec, attach, stop and
+//! pull.
 //!
 //! Every container and network a test creates carries `berth.test=<unique id>` (networks by a unique name) and is
 //! removed by a guard when the test ends, even when it fails. The tests fail, loudly, when Docker is unreachable.
@@ -13,8 +14,8 @@ use tokio::time::Instant;
 
 use berth_runtime::docker::DockerRuntime;
 use berth_runtime::{
-    ContainerConfig, ContainerRuntime, ContainerState, ExecOptions, LogOptions, NetworkMode, Output, RuntimeError,
-    RuntimeEvent, RuntimeEventKind,
+    AttachOptions, ContainerConfig, ContainerRuntime, ContainerState, ExecOptions, LogOptions, NetworkMode, Output,
+    RuntimeError, RuntimeEvent, RuntimeEventKind,
 };
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -627,4 +628,86 @@ fn networks_named(name: &str) -> Vec<String> {
         .split_whitespace()
         .map(String::from)
         .collect()
+}
+
+#[tokio::test]
+async fn attach_echoes_through_an_open_stdin_and_ends_with_the_container() {
+    let h = Harness::new("attach").await;
+    let mut config = h.config("cat", &["cat"]);
+    config.open_stdin = true;
+    let id = h.run(&config).await;
+    let all = AttachOptions {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+    };
+
+    // What is typed comes back from the container's own `cat`.
+    let mut session = h.runtime.attach(&id, &all).await.unwrap();
+    assert_eq!(session.id, id);
+    session.input.write_all(b"through attach\n").await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(10), session.output.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, Output::Stdout(Bytes::from_static(b"through attach\n")));
+    // Closing the attached stdin ends this attach only: the container and its stdin stay open for the next one.
+    session.input.shutdown().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), collect(session.output))
+        .await
+        .unwrap();
+    let state = h.runtime.inspect_container(&id).await.unwrap().unwrap().state;
+    assert!(matches!(state, ContainerState::Running { .. }), "{state:?}");
+    let mut again = h.runtime.attach(&id, &all).await.unwrap();
+    again.input.write_all(b"second\n").await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(10), again.output.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, Output::Stdout(Bytes::from_static(b"second\n")));
+
+    // An output-only attach ends when the container stops.
+    let watcher = h
+        .runtime
+        .attach(
+            &id,
+            &AttachOptions {
+                stdout: true,
+                ..all.clone()
+            },
+        )
+        .await
+        .unwrap();
+    h.runtime
+        .stop_container(&id, None, Duration::from_secs(5))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), collect(watcher.output))
+        .await
+        .expect("the attach outlived its container");
+
+    // A stopped container cannot be attached to (Docker itself would accept and never end the stream).
+    assert!(matches!(
+        h.runtime.attach(&id, &all).await,
+        Err(RuntimeError::Rejected { .. })
+    ));
+
+    // With a TTY the output is the terminal's: raw, on stdout (the terminal echoes the input, then `cat` prints
+    // it), and resizable.
+    let mut tty = h.config("tty", &["cat"]);
+    tty.open_stdin = true;
+    tty.tty = true;
+    let id = h.run(&tty).await;
+    let mut session = h.runtime.attach(&id, &all).await.unwrap();
+    h.runtime.attach_resize(&id, 100, 30).await.unwrap();
+    session.input.write_all(b"word\n").await.unwrap();
+    let mut seen = String::new();
+    while seen.matches("word\r\n").count() < 2 {
+        match tokio::time::timeout(Duration::from_secs(10), session.output.next()).await {
+            Ok(Some(Ok(Output::Stdout(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
+            other => panic!("after {seen:?}: {other:?}"),
+        }
+    }
 }

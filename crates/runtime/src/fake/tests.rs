@@ -1,4 +1,5 @@
-//! Checks that the fake runtime behaves like the engine it stands in for: lifecycle, events, scripting, logs, exec.
+//! Checks that the fake runtime behaves like the engine it stands in for: lifecycle, events, scripting, logs, exec,
+//! attach.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -362,4 +363,105 @@ async fn a_container_joining_another_starts_only_while_that_one_runs() {
         fake.inspect_container(&app).await.unwrap().unwrap().state,
         ContainerState::Running { .. }
     ));
+}
+
+/// The next output of a session, within a second.
+async fn next_output(session: &mut ExecSession) -> Option<Output> {
+    tokio::time::timeout(Duration::from_secs(1), session.output.next())
+        .await
+        .expect("no output within a second")
+        .map(Result::unwrap)
+}
+
+#[tokio::test]
+async fn attach_streams_new_output_and_echoes_stdin_like_docker() {
+    let fake = runtime();
+    let all = AttachOptions {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+    };
+    let mut cat = config("cat");
+    cat.open_stdin = true;
+    let id = fake.create_container(&cat).await.unwrap();
+    assert!(matches!(
+        fake.attach(&id, &all).await,
+        Err(RuntimeError::Rejected { .. })
+    ));
+    fake.start_container(&id).await.unwrap();
+    fake.echo_stdin(&id);
+    fake.add_log(&id, Output::Stdout(Bytes::from("before\n")));
+
+    // Only what is written after the attach, on the streams asked for.
+    let mut session = fake.attach(&id, &all).await.unwrap();
+    assert_eq!(session.id, id);
+    let mut quiet = fake
+        .attach(
+            &id,
+            &AttachOptions {
+                stderr: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    session.input.write_all(b"typed\n").await.unwrap();
+    fake.add_log(&id, Output::Stderr(Bytes::from("oops\n")));
+    assert_eq!(
+        next_output(&mut session).await,
+        Some(Output::Stdout(Bytes::from("typed\n")))
+    );
+    assert_eq!(
+        next_output(&mut session).await,
+        Some(Output::Stderr(Bytes::from("oops\n")))
+    );
+    assert_eq!(
+        next_output(&mut quiet).await,
+        Some(Output::Stderr(Bytes::from("oops\n")))
+    );
+    assert_eq!(fake.attached_stdin(&id).unwrap(), b"typed\n");
+
+    // Closing stdin ends that attach only; the container runs on and the other attach keeps reading.
+    session.input.shutdown().await.unwrap();
+    assert_eq!(next_output(&mut session).await, None);
+    assert!(matches!(
+        fake.inspect_container(&id).await.unwrap().unwrap().state,
+        ContainerState::Running { .. }
+    ));
+    fake.attach_resize(&id, 80, 24).await.unwrap();
+    assert_eq!(fake.calls_of("attach_resize"), [format!("attach_resize {id} 80x24")]);
+    // The container's exit ends every attach.
+    fake.exit(&id, 0);
+    assert_eq!(next_output(&mut quiet).await, None);
+    assert!(fake.attach_resize(&id, 80, 24).await.is_err());
+}
+
+#[tokio::test]
+async fn attach_stdin_goes_nowhere_without_open_stdin_and_a_tty_merges_the_streams() {
+    let fake = runtime();
+    let mut plain = config("plain");
+    plain.tty = true;
+    let id = fake.create_container(&plain).await.unwrap();
+    fake.start_container(&id).await.unwrap();
+    fake.echo_stdin(&id);
+    let mut session = fake
+        .attach(
+            &id,
+            &AttachOptions {
+                stdin: true,
+                stdout: true,
+                stderr: false,
+            },
+        )
+        .await
+        .unwrap();
+    session.input.write_all(b"lost").await.unwrap();
+    // Without an open stdin, closing the attach's stdin does not end it either.
+    session.input.shutdown().await.unwrap();
+    fake.add_log(&id, Output::Stderr(Bytes::from("on the terminal")));
+    assert_eq!(
+        next_output(&mut session).await,
+        Some(Output::Stdout(Bytes::from("on the terminal")))
+    );
+    assert_eq!(fake.attached_stdin(&id).unwrap(), b"");
 }
