@@ -3,6 +3,9 @@
 //!
 //! 1. Baseline: raw container create + start of the workload image on the pod bridge network, straight through
 //!    bollard (the agent's own runtime code), 50 one after another and 50 in batches of 10.
+//!    Also the same two containers a pod consists of, straight through bollard: a sandbox on the bridge network,
+//!    then an app container joining its namespaces ("raw pod"). That is the floor of the sandbox design itself, so
+//!    berth / raw pod is the agent's own overhead and raw pod / raw what the design costs on this engine.
 //! 2. berth: an in-process API server and agent; the same number of Pods (with `nodeName`, image present locally)
 //!    created through the API, timed from the create call until a watch shows the Pod Running and Ready.
 //! 3. Exit detection: pods whose container exits after a second; the delay from Docker's recorded finish time to the
@@ -102,6 +105,20 @@ async fn measure(client: &kube::Client, runtime: &DockerRuntime, node: &str, pid
         }
     }
     cleanup(runtime, &[("berth.bench", &pid.to_string())]).await;
+    let mut raw_pod_seq = Vec::new();
+    for i in 0..SEQUENTIAL {
+        raw_pod_seq.push(raw_pod(runtime, pid, &format!("seq-{i}")).await?);
+    }
+    cleanup(runtime, &[("berth.bench", &pid.to_string())]).await;
+    let mut raw_pod_batch = Vec::new();
+    for b in 0..BATCHES {
+        let names: Vec<String> = (0..BATCH).map(|i| format!("batch-{b}-{i}")).collect();
+        let starts = names.iter().map(|name| raw_pod(runtime, pid, name));
+        for r in futures::future::join_all(starts).await {
+            raw_pod_batch.push(r?);
+        }
+    }
+    cleanup(runtime, &[("berth.bench", &pid.to_string())]).await;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let mut berth_seq = Vec::new();
@@ -118,6 +135,9 @@ async fn measure(client: &kube::Client, runtime: &DockerRuntime, node: &str, pid
 
     report("sequential", &raw_seq, &berth_seq);
     report(&format!("{BATCH} at a time"), &raw_batch, &berth_batch);
+    println!("\nthe same against the pod's own two containers made straight through bollard (raw pod)\n");
+    report_pod("sequential", &raw_pod_seq, &raw_seq, &berth_seq);
+    report_pod(&format!("{BATCH} at a time"), &raw_pod_batch, &raw_batch, &berth_batch);
 
     let exits = exit_latencies(&pods, runtime, node).await?;
     delete_all(&pods).await?;
@@ -145,6 +165,36 @@ async fn raw_start(runtime: &DockerRuntime, pid: u32, name: &str) -> Result<Dura
     };
     let started = Instant::now();
     let id = runtime.create_container(&config).await?;
+    runtime.start_container(&id).await?;
+    Ok(started.elapsed())
+}
+
+/// A pod's two containers without berth: a sandbox on the bridge network, then an app container joining it, each
+/// created and started in turn (a pod has to wait for its sandbox before its app container can start).
+async fn raw_pod(runtime: &DockerRuntime, pid: u32, name: &str) -> Result<Duration> {
+    let labels = BTreeMap::from([("berth.bench".to_string(), pid.to_string())]);
+    let sandbox = ContainerConfig {
+        name: format!("berth-bench-{pid}-{name}-pod"),
+        image: berth_image::WORKLOAD_IMAGE.to_string(),
+        cmd: Some(vec!["pause".to_string()]),
+        labels: labels.clone(),
+        network: NetworkMode::Bridge {
+            network: "berth".to_string(),
+            hostname: name.to_string(),
+        },
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let infra = runtime.create_container(&sandbox).await?;
+    runtime.start_container(&infra).await?;
+    let app = ContainerConfig {
+        name: format!("berth-bench-{pid}-{name}-app"),
+        image: berth_image::WORKLOAD_IMAGE.to_string(),
+        labels,
+        network: NetworkMode::Container { id: infra },
+        ..Default::default()
+    };
+    let id = runtime.create_container(&app).await?;
     runtime.start_container(&id).await?;
     Ok(started.elapsed())
 }
@@ -314,6 +364,18 @@ fn percentiles(samples: &[Duration]) -> (Duration, Duration) {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+fn report_pod(label: &str, raw_pod: &[Duration], raw: &[Duration], berth: &[Duration]) {
+    let p50 = |d: &[Duration]| percentiles(d).0.as_secs_f64();
+    let (pod50, pod99) = percentiles(raw_pod);
+    println!(
+        "{label:>16}: raw pod p50 {:7.1} ms  p99 {:7.1} ms | raw pod / raw {:.2}× | berth / raw pod {:.2}×",
+        ms(pod50),
+        ms(pod99),
+        p50(raw_pod) / p50(raw),
+        p50(berth) / p50(raw_pod)
+    );
 }
 
 fn report(label: &str, raw: &[Duration], berth: &[Duration]) {
