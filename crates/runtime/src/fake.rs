@@ -100,6 +100,20 @@ impl State {
         }
     }
 
+    /// The id of a container that exists and runs: what exec and attach need.
+    fn running(&self, reference: &str, operation: &'static str) -> Result<String, RuntimeError> {
+        let id = self
+            .resolve(reference)
+            .ok_or_else(|| not_found("container", reference))?;
+        if !matches!(self.containers[&id].info.state, ContainerState::Running { .. }) {
+            return Err(RuntimeError::Rejected {
+                operation,
+                message: format!("container {id} is not running"),
+            });
+        }
+        Ok(id)
+    }
+
     /// A container by full id, unique id prefix or name, as Docker resolves references.
     fn resolve(&self, reference: &str) -> Option<String> {
         if self.containers.contains_key(reference) {
@@ -768,15 +782,7 @@ impl ContainerRuntime for FakeRuntime {
     async fn exec(&self, reference: &str, options: &ExecOptions) -> Result<ExecSession, RuntimeError> {
         let mut state = self.lock();
         state.call("exec", format!("{reference} {}", options.command.join(" ")))?;
-        let id = state
-            .resolve(reference)
-            .ok_or_else(|| not_found("container", reference))?;
-        if !matches!(state.containers[&id].info.state, ContainerState::Running { .. }) {
-            return Err(RuntimeError::Rejected {
-                operation: "create exec",
-                message: format!("container {id} is not running"),
-            });
-        }
+        let id = state.running(reference, "create exec")?;
         let script = state
             .exec_scripts
             .iter()
@@ -842,16 +848,8 @@ impl ContainerRuntime for FakeRuntime {
             ];
             let streams: Vec<&str> = streams.iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect();
             state.call("attach", format!("{reference} {}", streams.join(",")))?;
-            let id = state
-                .resolve(reference)
-                .ok_or_else(|| not_found("container", reference))?;
+            let id = state.running(reference, "attach container")?;
             let container = &state.containers[&id];
-            if !matches!(container.info.state, ContainerState::Running { .. }) {
-                return Err(RuntimeError::Rejected {
-                    operation: "attach container",
-                    message: format!("container {id} is not running"),
-                });
-            }
             let closed = (options.stdin && container.config.open_stdin).then(|| watch::channel(false));
             (id, container.config.tty, feed, closed)
         };
@@ -918,16 +916,7 @@ impl ContainerRuntime for FakeRuntime {
     async fn attach_resize(&self, reference: &str, width: u16, height: u16) -> Result<(), RuntimeError> {
         let mut state = self.lock();
         state.call("attach_resize", format!("{reference} {width}x{height}"))?;
-        let id = state
-            .resolve(reference)
-            .ok_or_else(|| not_found("container", reference))?;
-        if !matches!(state.containers[&id].info.state, ContainerState::Running { .. }) {
-            return Err(RuntimeError::Rejected {
-                operation: "resize container",
-                message: format!("container {id} is not running"),
-            });
-        }
-        Ok(())
+        state.running(reference, "resize container").map(|_| ())
     }
 }
 

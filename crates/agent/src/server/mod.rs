@@ -1,7 +1,7 @@
-//! The agent's own HTTPS server, the counterpart of the kubelet's port 10250: it serves container logs and exec
-//! sessions to the API server, which proxies `pods/log` and `pods/exec` here. It never talks to the API server
-//! and never changes a container's lifecycle; it only reads logs and starts exec processes through the
-//! [`ContainerRuntime`].
+//! The agent's own HTTPS server, the counterpart of the kubelet's port 10250: it serves container logs, exec and
+//! attach sessions to the API server, which proxies `pods/log`, `pods/exec` and `pods/attach` here. It never talks
+//! to the API server and never changes a container's lifecycle; it only reads logs, starts exec processes and
+//! attaches to containers through the [`ContainerRuntime`].
 //!
 //! # How the API server reaches the agent, and why it can trust it
 //!
@@ -22,8 +22,10 @@
 //! * `GET /containerLogs/{namespace}/{pod}/{container}?follow=&tailLines=&timestamps=&previous=&sinceSeconds=&sinceTime=&limitBytes=`
 //!   streams `text/plain` ([`logs`]).
 //! * `GET /exec/{namespace}/{pod}/{container}?command=…&command=…&stdin=&stdout=&stderr=&tty=` upgrades to a
-//!   WebSocket speaking `v5.channel.k8s.io` or `v4.channel.k8s.io` ([`exec`]). `POST` (SPDY) is refused with a
-//!   400 `Status`.
+//!   WebSocket speaking `v5.channel.k8s.io` or `v4.channel.k8s.io` ([`exec`], over [`channel`]). `POST` (SPDY) is
+//!   refused with a 400 `Status`.
+//! * `GET /attach/{namespace}/{pod}/{container}?stdin=&stdout=&stderr=&tty=` upgrades the same way and connects to
+//!   the container's main process ([`attach`]).
 //! * `GET /healthz`.
 //!
 //! Errors are Kubernetes `Status` objects, so the API server can hand them to kubectl unchanged.
@@ -35,10 +37,12 @@
 //! is upstream's "last terminated container".
 //!
 //! # Shutdown
-//! When the shutdown future completes the listener closes, following log streams end, exec sessions are closed
-//! with a final `Status`, and connections get [`DRAIN_GRACE`] to finish before they are dropped. Stopping the
+//! When the shutdown future completes the listener closes, following log streams end, exec and attach sessions
+//! are closed with a final `Status`, and connections get [`DRAIN_GRACE`] to finish before they are dropped. Stopping the
 //! agent never stops a container or an exec'd process's container.
 
+pub mod attach;
+pub mod channel;
 pub mod exec;
 pub mod logs;
 pub mod tls;
@@ -104,7 +108,7 @@ impl AppState {
     }
 }
 
-/// Serves logs and exec over TLS on `listener` until `shutdown` completes. Requests must carry
+/// Serves logs, exec and attach over TLS on `listener` until `shutdown` completes. Requests must carry
 /// `Authorization: Bearer <token>`.
 pub async fn serve(
     listener: TcpListener,
@@ -123,7 +127,7 @@ pub async fn serve(
     let config = berth_serve::Config {
         name: "agent",
         tls: Some(cert.config),
-        // HTTP/1.1 only: exec is an HTTP/1.1 upgrade, and the certificate offers only `http/1.1` by ALPN.
+        // HTTP/1.1 only: exec and attach are HTTP/1.1 upgrades, and the certificate offers only `http/1.1` by ALPN.
         http2: false,
         handshake_timeout: HANDSHAKE_TIMEOUT,
         drain_grace: DRAIN_GRACE,
@@ -148,7 +152,11 @@ fn router(state: AppState, token: Arc<str>) -> Router {
         )
         .route(
             "/exec/{namespace}/{pod}/{container}",
-            get(exec::exec).post(exec::exec_spdy),
+            get(exec::exec).post(channel::spdy_refused),
+        )
+        .route(
+            "/attach/{namespace}/{pod}/{container}",
+            get(attach::attach).post(channel::spdy_refused),
         )
         .fallback(|| async { StatusError::not_found("the server could not find the requested resource") })
         .with_state(state)
@@ -250,7 +258,7 @@ async fn attempts(
     Ok(attempts)
 }
 
-/// The container a log or exec request addresses: the newest attempt, or with `previous` the one before it.
+/// The container a log, exec or attach request addresses: the newest attempt, or with `previous` the one before it.
 pub(crate) async fn find_container(
     state: &AppState,
     namespace: &str,

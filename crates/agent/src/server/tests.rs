@@ -1,6 +1,7 @@
 //! Checks the agent server end to end over a real TLS loopback connection, against the fake runtime: token
 //! checks, the container lookup (current and previous attempts), log options, following, and exec in both
-//! WebSocket dialects with stdin, resize, the v5 close channel and exit codes.
+//! WebSocket dialects with stdin, resize, the v5 close channel and exit codes, and attach to a container's own
+//! process (echoed stdin, the container's exit, TTY resizes, refusals).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -9,8 +10,8 @@ use std::time::Duration;
 
 use berth_runtime::fake::{ExecScript, FakeRuntime};
 use berth_runtime::{
-    ContainerConfig, ContainerInfo, ContainerRuntime, ExecOptions, ExecSession, ImageInfo, LogOptions, Output,
-    RuntimeError, RuntimeEvent, RuntimeVersion,
+    AttachOptions, ContainerConfig, ContainerInfo, ContainerRuntime, ExecOptions, ExecSession, ImageInfo, LogOptions,
+    Output, RuntimeError, RuntimeEvent, RuntimeVersion,
 };
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -130,17 +131,31 @@ impl Agent {
 
     /// A plain GET; returns the status and a stream of the body.
     async fn get(&self, path: &str, token: &str) -> (u16, hyper::body::Incoming) {
+        self.request(http::Method::GET, path, token).await
+    }
+
+    /// A request without a body; returns the status and a stream of the body.
+    async fn request(&self, method: http::Method, path: &str, token: &str) -> (u16, hyper::body::Incoming) {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(self.tls().await))
             .await
             .unwrap();
         tokio::spawn(conn);
-        let req = http::Request::get(path)
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
             .header("host", "agent")
             .header("authorization", format!("Bearer {token}"))
             .body(http_body_util::Empty::<Bytes>::new())
             .unwrap();
         let resp = sender.send_request(req).await.unwrap();
         (resp.status().as_u16(), resp.into_body())
+    }
+
+    /// A POST without a body (what kubectl's SPDY fallback sends); returns the status and the body.
+    async fn post_text(&self, path: &str) -> (u16, String) {
+        let (code, body) = self.request(http::Method::POST, path, TOKEN).await;
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (code, String::from_utf8_lossy(&bytes).into_owned())
     }
 
     async fn get_text(&self, path: &str) -> (u16, String) {
@@ -151,7 +166,17 @@ impl Agent {
 
     /// Opens an exec WebSocket with the given subprotocol.
     async fn exec(&self, query: &str, protocol: &str) -> Ws {
-        let mut req = format!("wss://agent/exec/default/web/app?{query}")
+        self.websocket("exec", query, protocol).await
+    }
+
+    /// Opens an attach WebSocket with the given subprotocol.
+    async fn attach(&self, query: &str, protocol: &str) -> Ws {
+        self.websocket("attach", query, protocol).await
+    }
+
+    /// Opens a WebSocket on `/{verb}/default/web/app`.
+    async fn websocket(&self, verb: &str, query: &str, protocol: &str) -> Ws {
+        let mut req = format!("wss://agent/{verb}/default/web/app?{query}")
             .into_client_request()
             .unwrap();
         req.headers_mut()
@@ -165,6 +190,17 @@ impl Agent {
 
     /// Creates and starts a pod container with the agent's labels; returns its id.
     async fn container(&self, pod: &str, name: &str, attempt: u32) -> String {
+        self.container_with(pod, name, attempt, |_| {}).await
+    }
+
+    /// Like `container`, with `edit` applied to the creation config first.
+    async fn container_with(
+        &self,
+        pod: &str,
+        name: &str,
+        attempt: u32,
+        edit: impl FnOnce(&mut ContainerConfig),
+    ) -> String {
         let labels = BTreeMap::from([
             (labels::NODE.to_string(), NODE.to_string()),
             (labels::POD_NAMESPACE.to_string(), "default".to_string()),
@@ -173,12 +209,13 @@ impl Agent {
             (labels::CONTAINER_KIND.to_string(), "app".to_string()),
             (labels::ATTEMPT.to_string(), attempt.to_string()),
         ]);
-        let config = ContainerConfig {
+        let mut config = ContainerConfig {
             name: format!("{pod}-{name}-{attempt}"),
             image: IMAGE.into(),
             labels,
             ..Default::default()
         };
+        edit(&mut config);
         let id = self.fake.create_container(&config).await.unwrap();
         self.fake.start_container(&id).await.unwrap();
         id
@@ -202,6 +239,11 @@ async fn next(body: &mut hyper::body::Incoming) -> Option<Bytes> {
         .await
         .unwrap();
     frame.map(|f| f.unwrap().into_data().unwrap())
+}
+
+/// Sends one binary message: a channel byte and its payload.
+async fn put(ws: &mut Ws, frame: &'static [u8]) {
+    ws.send(Message::Binary(Bytes::from_static(frame))).await.unwrap();
 }
 
 /// Reads an exec session to its end: output by channel, the final Status and the close code.
@@ -336,7 +378,7 @@ async fn exec_v5_reports_output_and_a_non_zero_exit_code() {
     let mut ws = agent
         .exec(
             "command=sh&command=-c&command=exit%203&stdout=true&stderr=true",
-            exec::V5_PROTOCOL,
+            channel::V5_PROTOCOL,
         )
         .await;
     let (channels, status, close) = finish(&mut ws).await;
@@ -355,15 +397,13 @@ async fn exec_v4_accepts_text_frames_and_reports_success() {
     let agent = Agent::start().await;
     agent.container("web", "app", 0).await;
     let mut ws = agent
-        .exec("command=cat&stdin=true&stdout=true&stderr=true", exec::V4_PROTOCOL)
+        .exec("command=cat&stdin=true&stdout=true&stderr=true", channel::V4_PROTOCOL)
         .await;
     // The Python client sends str data as text frames, the channel as the first character.
     ws.send(Message::Text("\u{0}hello ".into())).await.unwrap();
-    ws.send(Message::Binary(Bytes::from_static(b"\x00world")))
-        .await
-        .unwrap();
+    put(&mut ws, b"\x00world").await;
     // v4 has no close channel; the client ends stdin by closing the socket... the echo ends on our marker.
-    ws.send(Message::Binary(Bytes::from_static(b"\x00\x04"))).await.unwrap();
+    put(&mut ws, b"\x00\x04").await;
     let (channels, status, close) = finish(&mut ws).await;
     assert_eq!(channels[&1], b"hello world");
     assert_eq!(status, serde_json::json!({"metadata": {}, "status": "Success"}));
@@ -376,17 +416,11 @@ async fn exec_v5_close_channel_ends_stdin_and_resizes_reach_the_runtime() {
     let agent = Agent::start().await;
     agent.container("web", "app", 0).await;
     let mut ws = agent
-        .exec("command=cat&stdin=true&stdout=true&tty=true", exec::V5_PROTOCOL)
+        .exec("command=cat&stdin=true&stdout=true&tty=true", channel::V5_PROTOCOL)
         .await;
-    ws.send(Message::Binary(Bytes::from_static(
-        b"\x04{\"Width\":100,\"Height\":30}",
-    )))
-    .await
-    .unwrap();
-    ws.send(Message::Binary(Bytes::from_static(b"\x00typed")))
-        .await
-        .unwrap();
-    ws.send(Message::Binary(Bytes::from_static(&[255, 0]))).await.unwrap();
+    put(&mut ws, b"\x04{\"Width\":100,\"Height\":30}").await;
+    put(&mut ws, b"\x00typed").await;
+    put(&mut ws, &[255, 0]).await;
     let (channels, status, close) = finish(&mut ws).await;
     assert_eq!(channels[&1], b"typed");
     assert_eq!(status["status"], "Success");
@@ -405,36 +439,174 @@ async fn exec_errors_before_the_upgrade_are_statuses() {
     // A stopped container.
     let id = agent.container("web", "app", 0).await;
     agent.fake.exit(&id, 0);
-    let mut req = "wss://agent/exec/default/web/app?command=ls&stdout=true"
-        .into_client_request()
-        .unwrap();
+    let (code, body) = refused(&agent, "/exec/default/web/app?command=ls&stdout=true").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains(r#"container \"app\" in pod \"web\" is not running"#),
+        "{body}"
+    );
+    // SPDY is refused with a message kubectl can show.
+    let (code, body) = agent.post_text("/exec/default/web/app?command=ls&stdout=true").await;
+    assert_eq!(code, 400);
+    assert!(body.contains("SPDY is not supported"), "{body}");
+    agent.stop().await;
+}
+
+/// The next message on a channel other than the opening empty one, within five seconds.
+async fn next_data(ws: &mut Ws) -> (u8, Vec<u8>) {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Binary(b) = msg {
+            let (ch, payload) = b.split_first().unwrap();
+            if !payload.is_empty() {
+                return (*ch, payload.to_vec());
+            }
+        }
+    }
+}
+
+/// A running container created with `stdin: true` that echoes its stdin, as `cat` does.
+async fn cat_container(agent: &Agent, tty: bool) -> String {
+    let id = agent
+        .container_with("web", "app", 0, |c| {
+            c.open_stdin = true;
+            c.tty = tty;
+        })
+        .await;
+    agent.fake.echo_stdin(&id);
+    id
+}
+
+#[tokio::test]
+async fn attach_v5_echoes_stdin_and_closing_stdin_ends_only_the_session() {
+    let agent = Agent::start().await;
+    let id = cat_container(&agent, false).await;
+    agent.fake.add_log(&id, Output::Stdout(Bytes::from("written before\n")));
+    let mut ws = agent
+        .attach("stdin=true&stdout=true&stderr=true", channel::V5_PROTOCOL)
+        .await;
+    put(&mut ws, b"\x00hello\n").await;
+    // Only what the process writes from now on: the echo, not the earlier log line.
+    assert_eq!(next_data(&mut ws).await, (1, b"hello\n".to_vec()));
+    agent.fake.add_log(&id, Output::Stderr(Bytes::from("warning\n")));
+    assert_eq!(next_data(&mut ws).await, (2, b"warning\n".to_vec()));
+    // kubectl's end of input: the session ends with Success, the container keeps running.
+    put(&mut ws, &[255, 0]).await;
+    let (_, status, close) = finish(&mut ws).await;
+    assert_eq!(status, serde_json::json!({"metadata": {}, "status": "Success"}));
+    assert_eq!(close, Some(1000));
+    assert_eq!(agent.fake.attached_stdin(&id).unwrap(), b"hello\n");
+    let state = agent.fake.inspect_container(&id).await.unwrap().unwrap().state;
+    assert!(
+        matches!(state, berth_runtime::ContainerState::Running { .. }),
+        "{state:?}"
+    );
+    assert!(agent.fake.calls_of("attach")[0].ends_with(" stdin,stdout,stderr"));
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn attach_v4_reads_text_frames_and_ends_when_the_container_stops() {
+    let agent = Agent::start().await;
+    let id = cat_container(&agent, false).await;
+    let mut ws = agent
+        .attach("stdin=true&stdout=true&stderr=true", channel::V4_PROTOCOL)
+        .await;
+    ws.send(Message::Text("\u{0}from python\n".into())).await.unwrap();
+    assert_eq!(next_data(&mut ws).await, (1, b"from python\n".to_vec()));
+    agent.fake.exit(&id, 0);
+    let (_, status, close) = finish(&mut ws).await;
+    assert_eq!(status["status"], "Success");
+    assert_eq!(close, Some(1000));
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn attach_with_a_tty_resizes_the_container_terminal_and_leaving_keeps_it_running() {
+    let agent = Agent::start().await;
+    let id = cat_container(&agent, true).await;
+    let mut ws = agent
+        .attach("stdin=true&stdout=true&tty=true", channel::V5_PROTOCOL)
+        .await;
+    put(&mut ws, b"\x04{\"Width\":100,\"Height\":30}").await;
+    put(&mut ws, b"\x00typed").await;
+    // Messages are handled in order, so the resize reached the runtime before the echo came back.
+    assert_eq!(next_data(&mut ws).await, (1, b"typed".to_vec()));
+    assert_eq!(
+        agent.fake.calls_of("attach_resize"),
+        [format!("attach_resize {id} 100x30")]
+    );
+    assert!(agent.fake.calls_of("exec_resize").is_empty());
+    // The client leaving detaches; the container runs on.
+    ws.close(None).await.unwrap();
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let state = agent.fake.inspect_container(&id).await.unwrap().unwrap().state;
+    assert!(
+        matches!(state, berth_runtime::ContainerState::Running { .. }),
+        "{state:?}"
+    );
+    agent.stop().await;
+}
+
+/// Asks for a WebSocket that the agent refuses; returns the refusal's status code and body.
+async fn refused(agent: &Agent, path: &str) -> (u16, String) {
+    let mut req = format!("wss://agent{path}").into_client_request().unwrap();
     req.headers_mut()
         .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
     req.headers_mut()
-        .insert("sec-websocket-protocol", exec::V5_PROTOCOL.parse().unwrap());
+        .insert("sec-websocket-protocol", channel::V5_PROTOCOL.parse().unwrap());
     let err = tokio_tungstenite::client_async(req, agent.tls().await)
         .await
         .unwrap_err();
     let tokio_tungstenite::tungstenite::Error::Http(resp) = err else {
         panic!("{err:?}")
     };
-    assert_eq!(resp.status(), 400);
     let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned();
+    (resp.status().as_u16(), body)
+}
+
+#[tokio::test]
+async fn attach_errors_before_the_upgrade_are_statuses() {
+    let agent = Agent::start().await;
+    let (code, body) = refused(&agent, "/attach/default/web/app?stdout=true").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains(r#"container \"app\" in pod \"web\" is not available"#),
+        "{body}"
+    );
+    let id = cat_container(&agent, false).await;
+    let (code, body) = refused(&agent, "/attach/default/web/app?tty=true").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("you must specify at least one of stdin, stdout, stderr"),
+        "{body}"
+    );
+    // A plain GET, not an upgrade.
+    let (code, body) = agent.get_text("/attach/default/web/app?stdout=true").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("Upgrade request required"), "{body}");
+
+    agent.fake.exit(&id, 0);
+    let (code, body) = refused(&agent, "/attach/default/web/app?stdin=true&stdout=true").await;
+    assert_eq!(code, 400, "{body}");
     assert!(
         body.contains(r#"container \"app\" in pod \"web\" is not running"#),
         "{body}"
     );
-    // SPDY is refused with a message kubectl can show.
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(agent.tls().await))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::post("/exec/default/web/app?command=ls&stdout=true")
-        .header("host", "agent")
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(http_body_util::Empty::<Bytes>::new())
-        .unwrap();
-    assert_eq!(sender.send_request(req).await.unwrap().status(), 400);
+    assert!(
+        agent.fake.calls_of("attach").is_empty(),
+        "no attach to a stopped container"
+    );
+
+    // The SPDY transport is refused with a reason kubectl can show.
+    let (code, body) = agent.post_text("/attach/default/web/app?stdout=true").await;
+    assert_eq!(code, 400);
+    assert!(body.contains("SPDY is not supported"), "{body}");
     agent.stop().await;
 }
 
@@ -543,6 +715,12 @@ impl ContainerRuntime for Interactive {
     }
     async fn exec_resize(&self, exec_id: &str, width: u16, height: u16) -> Result<(), RuntimeError> {
         self.fake.exec_resize(exec_id, width, height).await
+    }
+    async fn attach(&self, id: &str, options: &AttachOptions) -> Result<ExecSession, RuntimeError> {
+        self.fake.attach(id, options).await
+    }
+    async fn attach_resize(&self, id: &str, width: u16, height: u16) -> Result<(), RuntimeError> {
+        self.fake.attach_resize(id, width, height).await
     }
     async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, RuntimeError> {
         if let Some(exit) = self.execs.lock().unwrap().get(exec_id) {
