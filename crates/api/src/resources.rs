@@ -143,6 +143,14 @@ pub static RESOURCES: &[ResourceInfo] = &[
                 kind: "PodExecOptions",
                 verbs: &["create", "get"],
             },
+            // Likewise attach, as PodAttachOptions.
+            Subresource {
+                name: "attach",
+                group: None,
+                version: None,
+                kind: "PodAttachOptions",
+                verbs: &["create", "get"],
+            },
         ],
         has_status: true,
     },

@@ -113,10 +113,15 @@ pub async fn resource(
         (&Method::GET, Some(name), Some("log")) => {
             crate::proxy::log(&state, ns.as_deref().unwrap_or_default(), name, uri.query()).await
         }
-        (&Method::GET | &Method::POST, Some(name), Some("exec")) => {
+        (&Method::GET | &Method::POST, Some(name), Some(sub @ ("exec" | "attach"))) => {
+            let session = if sub == "exec" {
+                crate::proxy::Session::Exec
+            } else {
+                crate::proxy::Session::Attach
+            };
             let upgrade = upgrade.map(|Extension(u)| u);
             let ns = ns.as_deref().unwrap_or_default();
-            crate::proxy::exec(&state, ns, name, &method, uri.query(), &headers, upgrade).await
+            crate::proxy::stream(&state, session, ns, name, &method, uri.query(), &headers, upgrade).await
         }
         _ => Err(ApiError::method_not_allowed().into()),
     }

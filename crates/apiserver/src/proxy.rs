@@ -1,4 +1,5 @@
-//! `pods/log` and `pods/exec`: upstream's checks on the Pod, then a proxy to the node agent that runs it. The
+//! `pods/log`, `pods/exec` and `pods/attach`: upstream's checks on the Pod, then a proxy to the node agent that
+//! runs it. The
 //! API server holds no logs and runs no processes; it only decides whether a request makes sense, finds the
 //! agent, and passes bytes through.
 //!
@@ -14,8 +15,9 @@
 //! # Logs
 //! The agent's `text/plain` body is streamed through as it arrives, so `kubectl logs -f` follows.
 //!
-//! # Exec
-//! A WebSocket upgrade is forwarded to the agent with the client's `Sec-WebSocket-*` headers. If the agent
+//! # Exec and attach
+//! Both are the same to the API server; only the agent's path and the parameters differ. A WebSocket upgrade is
+//! forwarded to the agent with the client's `Sec-WebSocket-*` headers. If the agent
 //! answers 101, the client gets 101 with the agent's `Sec-WebSocket-Accept` and `Sec-WebSocket-Protocol`, and the
 //! two upgraded connections are spliced: the channel protocol is spoken end to end by kubectl and the agent. Any
 //! other answer (a `Status`) is passed on, so kubectl reports the agent's reason. SPDY (`POST` with
@@ -65,6 +67,9 @@ const LOG_PARAMS: &[&str] = &[
 
 /// The exec parameters passed on to the agent (upstream's `PodExecOptions` minus `container`, which is in the path).
 const EXEC_PARAMS: &[&str] = &["command", "stdin", "stdout", "stderr", "tty"];
+
+/// The attach parameters passed on to the agent (upstream's `PodAttachOptions` minus `container`).
+const ATTACH_PARAMS: &[&str] = &["stdin", "stdout", "stderr", "tty"];
 
 /// The WebSocket handshake headers forwarded to the agent.
 const WS_REQUEST_HEADERS: &[&str] = &["sec-websocket-key", "sec-websocket-version", "sec-websocket-protocol"];
@@ -469,9 +474,45 @@ pub async fn log(state: &AppState, namespace: &str, name: &str, query: Option<&s
         .map_err(|e| ApiError::internal(e).into())
 }
 
-/// `GET` (WebSocket) or `POST` (SPDY) `pods/{name}/exec`.
-pub async fn exec(
+/// A streaming session the API server proxies to an agent as a WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Session {
+    /// `pods/exec`: a new process in the container.
+    Exec,
+    /// `pods/attach`: the container's own main process.
+    Attach,
+}
+
+impl Session {
+    /// The agent's path segment, which is also the subresource's name.
+    fn verb(self) -> &'static str {
+        match self {
+            Session::Exec => "exec",
+            Session::Attach => "attach",
+        }
+    }
+
+    fn params(self) -> &'static [&'static str] {
+        match self {
+            Session::Exec => EXEC_PARAMS,
+            Session::Attach => ATTACH_PARAMS,
+        }
+    }
+
+    /// kubectl's refusal for a pod whose containers have all finished, in its words.
+    fn completed(self, phase: &str) -> String {
+        match self {
+            Session::Exec => format!("cannot exec into a container in a completed pod; current phase is {phase}"),
+            Session::Attach => format!("cannot attach a container in a completed pod; current phase is {phase}"),
+        }
+    }
+}
+
+/// `GET` (WebSocket) or `POST` (SPDY) `pods/{name}/exec` or `pods/{name}/attach`.
+#[allow(clippy::too_many_arguments)]
+pub async fn stream(
     state: &AppState,
+    session: Session,
     namespace: &str,
     name: &str,
     method: &Method,
@@ -479,15 +520,12 @@ pub async fn exec(
     headers: &HeaderMap,
     client_upgrade: Option<OnUpgrade>,
 ) -> Result<Response> {
-    let (params, container) = forward_query(query, EXEC_PARAMS);
+    let (params, container) = forward_query(query, session.params());
     let (pod, container) = pod_and_container(state, namespace, name, container.as_deref()).await?;
     // kubectl refuses this itself; the Python client does not, so the server says it too, in kubectl's words.
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default();
     if phase == "Succeeded" || phase == "Failed" {
-        return Err(ApiError::bad_request(format!(
-            "cannot exec into a container in a completed pod; current phase is {phase}"
-        ))
-        .into());
+        return Err(ApiError::bad_request(session.completed(phase)).into());
     }
     let agent = agent_for(state, &pod).await?;
     if method != Method::GET {
@@ -505,7 +543,8 @@ pub async fn exec(
     };
 
     let path = format!(
-        "/exec/{}/{}/{}?{params}",
+        "/{}/{}/{}/{}?{params}",
+        session.verb(),
         segment(namespace),
         segment(name),
         segment(&container)
@@ -539,7 +578,7 @@ pub async fn exec(
         let (client, agent) = match tokio::join!(client_upgrade, agent_upgrade) {
             (Ok(c), Ok(a)) => (c, a),
             (c, a) => {
-                tracing::debug!(%node, client = ?c.err(), agent = ?a.err(), "exec upgrade failed");
+                tracing::debug!(%node, client = ?c.err(), agent = ?a.err(), "exec or attach upgrade failed");
                 return;
             }
         };
@@ -557,7 +596,7 @@ where
     B: AsyncRead + AsyncWrite + Unpin,
 {
     if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut agent).await {
-        tracing::debug!(error = %e, "exec stream ended with an error");
+        tracing::debug!(error = %e, "exec or attach stream ended with an error");
     }
     let _ = client.flush().await;
     let _ = client.shutdown().await;
@@ -636,6 +675,12 @@ mod tests {
             EXEC_PARAMS,
         );
         assert_eq!(q, "command=ls&command=-l&stdout=true");
+        assert_eq!(c.as_deref(), Some("c"));
+        let (q, c) = forward_query(
+            Some("stdin=true&command=ls&stdout=1&tty=true&container=c"),
+            ATTACH_PARAMS,
+        );
+        assert_eq!(q, "stdin=true&stdout=1&tty=true");
         assert_eq!(c.as_deref(), Some("c"));
     }
 }

@@ -1,4 +1,4 @@
-//! Checks `pods/log` and `pods/exec` through the router: upstream's refusals before any agent is dialed, and the
+//! Checks `pods/log`, `pods/exec` and `pods/attach` through the router: upstream's refusals before any agent is dialed, and the
 //! proxy itself against a stand-in agent on a TLS loopback listener (pinned certificate, token, streaming logs,
 //! a spliced WebSocket).
 
@@ -73,24 +73,27 @@ fn message(body: &Value) -> &str {
 }
 
 #[tokio::test]
-async fn discovery_lists_pods_exec() {
+async fn discovery_lists_pods_exec_and_attach() {
     let (state, _stop) = state().await;
     let (_, list) = call(&state, "GET", "/api/v1", Value::Null).await;
-    let exec = list["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "pods/exec")
-        .unwrap();
-    assert_eq!(exec["kind"], "PodExecOptions");
-    assert_eq!(exec["verbs"], json!(["create", "get"]));
+    for (name, kind) in [("pods/exec", "PodExecOptions"), ("pods/attach", "PodAttachOptions")] {
+        let sub = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from discovery"));
+        assert_eq!(sub["kind"], kind);
+        assert_eq!(sub["verbs"], json!(["create", "get"]));
+    }
 }
 
 #[tokio::test]
-async fn logs_and_exec_refuse_what_upstream_refuses() {
+async fn logs_exec_and_attach_refuse_what_upstream_refuses() {
     let (state, _stop) = state().await;
     let log = |pod: &str, q: &str| format!("/api/v1/namespaces/default/pods/{pod}/log{q}");
     let exec = |pod: &str, q: &str| format!("/api/v1/namespaces/default/pods/{pod}/exec?command=ls&stdout=true{q}");
+    let attach = |pod: &str, q: &str| format!("/api/v1/namespaces/default/pods/{pod}/attach?stdout=true{q}");
 
     let (code, body) = call(&state, "GET", &log("ghost", ""), Value::Null).await;
     assert_eq!(
@@ -111,6 +114,13 @@ async fn logs_and_exec_refuse_what_upstream_refuses() {
     assert_eq!(message(&body), "container x is not valid for pod two");
     let (_, body) = call(&state, "GET", &exec("two", "&container=x"), Value::Null).await;
     assert_eq!(message(&body), "container x is not valid for pod two");
+    let (_, body) = call(&state, "GET", &attach("two", ""), Value::Null).await;
+    assert_eq!(
+        message(&body),
+        "a container name must be specified for pod two, choose one of: [a b]"
+    );
+    let (_, body) = call(&state, "GET", &attach("two", "&container=a"), Value::Null).await;
+    assert_eq!(message(&body), "pod two does not have a host assigned");
     let (code, body) = call(&state, "GET", &log("two", "?container=a"), Value::Null).await;
     assert_eq!(
         (code, message(&body)),
@@ -137,12 +147,21 @@ async fn logs_and_exec_refuse_what_upstream_refuses() {
     let (code, body) = call(&state, "GET", &exec("web", ""), Value::Null).await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 
+    let (code, body) = call(&state, "GET", &attach("web", ""), Value::Null).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+
     set_status(&state, "web", json!({"phase": "Succeeded"})).await;
     let (code, body) = call(&state, "GET", &exec("web", ""), Value::Null).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
     assert_eq!(
         message(&body),
         "cannot exec into a container in a completed pod; current phase is Succeeded"
+    );
+    let (code, body) = call(&state, "POST", &attach("web", ""), Value::Null).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        message(&body),
+        "cannot attach a container in a completed pod; current phase is Succeeded"
     );
 }
 
@@ -179,15 +198,15 @@ async fn fake_agent() -> (std::net::SocketAddr, String) {
                 Body::from_stream(lines)
             }),
         )
+        .route("/exec/default/web/app", axum::routing::get(echo))
+        // Says which path and query it was reached by, then echoes like exec.
         .route(
-            "/exec/default/web/app",
-            axum::routing::get(|ws: WebSocketUpgrade| async move {
+            "/attach/default/web/app",
+            axum::routing::get(|uri: http::Uri, ws: WebSocketUpgrade| async move {
+                let heard = format!("\x01{uri}");
                 ws.protocols(["v5.channel.k8s.io"]).on_upgrade(|mut socket| async move {
-                    while let Some(Ok(Message::Binary(b))) = socket.recv().await {
-                        let mut out = b.to_vec();
-                        out[0] = 1;
-                        socket.send(Message::Binary(out.into())).await.unwrap();
-                    }
+                    socket.send(Message::Binary(heard.into())).await.unwrap();
+                    echo_on(socket).await;
                 })
             }),
         );
@@ -208,6 +227,19 @@ async fn fake_agent() -> (std::net::SocketAddr, String) {
         }
     });
     (addr, sha)
+}
+
+/// The stand-in agent's exec: echoes each stdin message back on stdout.
+async fn echo(ws: WebSocketUpgrade) -> axum::response::Response {
+    ws.protocols(["v5.channel.k8s.io"]).on_upgrade(echo_on)
+}
+
+async fn echo_on(mut socket: axum::extract::ws::WebSocket) {
+    while let Some(Ok(Message::Binary(b))) = socket.recv().await {
+        let mut out = b.to_vec();
+        out[0] = 1;
+        socket.send(Message::Binary(out.into())).await.unwrap();
+    }
 }
 
 async fn node_for(state: &AppState, addr: std::net::SocketAddr, sha: &str) {
@@ -248,8 +280,32 @@ async fn logs_stream_from_the_pinned_agent() {
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 }
 
+type Client = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Opens a v5 WebSocket on the API server at `path`.
+async fn websocket(api: std::net::SocketAddr, path: &str) -> Client {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{api}{path}").into_client_request().unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", "v5.channel.k8s.io".parse().unwrap());
+    let tcp = tokio::net::TcpStream::connect(api).await.unwrap();
+    let (ws, resp) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "v5.channel.k8s.io");
+    ws
+}
+
+/// The next message's bytes, within five seconds.
+async fn next_message(ws: &mut Client) -> Vec<u8> {
+    let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    msg.into_data().to_vec()
+}
+
 #[tokio::test]
-async fn exec_upgrades_are_spliced_to_the_agent() {
+async fn exec_and_attach_upgrades_are_spliced_to_the_agent() {
     let (mut state, _stop) = state().await;
     state.agents = crate::proxy::AgentClient::new(TOKEN);
     let (addr, sha) = fake_agent().await;
@@ -261,30 +317,36 @@ async fn exec_upgrades_are_spliced_to_the_agent() {
     let api = listener.local_addr().unwrap();
     let app = router(state.clone());
     tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let service = hyper_util::service::TowerToHyperService::new(app);
-        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-            .await;
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            tokio::spawn(
+                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                    .into_owned(),
+            );
+        }
     });
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut req = format!("ws://{api}/api/v1/namespaces/default/pods/web/exec?command=cat&stdin=true&stdout=true")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("sec-websocket-protocol", "v5.channel.k8s.io".parse().unwrap());
-    let tcp = tokio::net::TcpStream::connect(api).await.unwrap();
-    let (mut ws, resp) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
-    assert_eq!(resp.headers()["sec-websocket-protocol"], "v5.channel.k8s.io");
-    ws.send(tokio_tungstenite::tungstenite::Message::Binary(
-        bytes::Bytes::from_static(b"\x00ping"),
-    ))
-    .await
-    .unwrap();
-    let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(echoed.into_data().as_ref(), b"\x01ping");
+    let ping = || tokio_tungstenite::tungstenite::Message::Binary(bytes::Bytes::from_static(b"\x00ping"));
+
+    let mut ws = websocket(
+        api,
+        "/api/v1/namespaces/default/pods/web/exec?command=cat&stdin=true&stdout=true",
+    )
+    .await;
+    ws.send(ping()).await.unwrap();
+    assert_eq!(next_message(&mut ws).await, b"\x01ping");
+
+    // Attach reaches the agent's attach path with only the attach parameters, and is spliced the same way.
+    let mut ws = websocket(
+        api,
+        "/api/v1/namespaces/default/pods/web/attach?container=app&stdin=true&stdout=true&tty=true&command=x",
+    )
+    .await;
+    assert_eq!(
+        next_message(&mut ws).await,
+        b"\x01/attach/default/web/app?stdin=true&stdout=true&tty=true"
+    );
+    ws.send(ping()).await.unwrap();
+    assert_eq!(next_message(&mut ws).await, b"\x01ping");
 }
