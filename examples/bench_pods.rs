@@ -91,34 +91,8 @@ async fn main() -> Result<()> {
 
 async fn measure(client: &kube::Client, runtime: &DockerRuntime, node: &str, pid: u32) -> Result<()> {
     println!("pod start latency: create → Running and Ready (image present locally)\n");
-    let mut raw_seq = Vec::new();
-    for i in 0..SEQUENTIAL {
-        raw_seq.push(raw_start(runtime, pid, &format!("seq-{i}")).await?);
-    }
-    cleanup(runtime, &[("berth.bench", &pid.to_string())]).await;
-    let mut raw_batch = Vec::new();
-    for b in 0..BATCHES {
-        let names: Vec<String> = (0..BATCH).map(|i| format!("batch-{b}-{i}")).collect();
-        let starts = names.iter().map(|name| raw_start(runtime, pid, name));
-        for r in futures::future::join_all(starts).await {
-            raw_batch.push(r?);
-        }
-    }
-    cleanup(runtime, &[("berth.bench", &pid.to_string())]).await;
-    let mut raw_pod_seq = Vec::new();
-    for i in 0..SEQUENTIAL {
-        raw_pod_seq.push(raw_pod(runtime, pid, &format!("seq-{i}")).await?);
-    }
-    cleanup(runtime, &[("berth.bench", &pid.to_string())]).await;
-    let mut raw_pod_batch = Vec::new();
-    for b in 0..BATCHES {
-        let names: Vec<String> = (0..BATCH).map(|i| format!("batch-{b}-{i}")).collect();
-        let starts = names.iter().map(|name| raw_pod(runtime, pid, name));
-        for r in futures::future::join_all(starts).await {
-            raw_pod_batch.push(r?);
-        }
-    }
-    cleanup(runtime, &[("berth.bench", &pid.to_string())]).await;
+    let (raw_seq, raw_batch) = sequential_and_batched(runtime, pid, Shape::Container).await?;
+    let (raw_pod_seq, raw_pod_batch) = sequential_and_batched(runtime, pid, Shape::Pod).await?;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let mut berth_seq = Vec::new();
@@ -151,18 +125,44 @@ async fn measure(client: &kube::Client, runtime: &DockerRuntime, node: &str, pid
     Ok(())
 }
 
+/// What a raw baseline starts: one container, or a pod's two containers.
+#[derive(Clone, Copy)]
+enum Shape {
+    Container,
+    Pod,
+}
+
+/// `SEQUENTIAL` raw starts one after another, then `BATCHES` batches of `BATCH` at once; removes them after each.
+async fn sequential_and_batched(
+    runtime: &DockerRuntime,
+    pid: u32,
+    shape: Shape,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    let start = |name: String| async move {
+        match shape {
+            Shape::Container => raw_start(runtime, pid, &name).await,
+            Shape::Pod => raw_pod(runtime, pid, &name).await,
+        }
+    };
+    let mut sequential = Vec::new();
+    for i in 0..SEQUENTIAL {
+        sequential.push(start(format!("seq-{i}")).await?);
+    }
+    cleanup(runtime, &[("berth.bench", &pid.to_string())]).await;
+    let mut batched = Vec::new();
+    for b in 0..BATCHES {
+        let starts = (0..BATCH).map(|i| start(format!("batch-{b}-{i}")));
+        for r in futures::future::join_all(starts).await {
+            batched.push(r?);
+        }
+    }
+    cleanup(runtime, &[("berth.bench", &pid.to_string())]).await;
+    Ok((sequential, batched))
+}
+
 /// One raw create + start through bollard, like the agent's app container but without a pod around it.
 async fn raw_start(runtime: &DockerRuntime, pid: u32, name: &str) -> Result<Duration> {
-    let config = ContainerConfig {
-        name: format!("berth-bench-{pid}-{name}"),
-        image: berth_image::WORKLOAD_IMAGE.to_string(),
-        labels: BTreeMap::from([("berth.bench".to_string(), pid.to_string())]),
-        network: NetworkMode::Bridge {
-            network: "berth".to_string(),
-            hostname: name.to_string(),
-        },
-        ..Default::default()
-    };
+    let config = bench_container(pid, name, on_bridge(name));
     let started = Instant::now();
     let id = runtime.create_container(&config).await?;
     runtime.start_container(&id).await?;
@@ -172,31 +172,35 @@ async fn raw_start(runtime: &DockerRuntime, pid: u32, name: &str) -> Result<Dura
 /// A pod's two containers without berth: a sandbox on the bridge network, then an app container joining it, each
 /// created and started in turn (a pod has to wait for its sandbox before its app container can start).
 async fn raw_pod(runtime: &DockerRuntime, pid: u32, name: &str) -> Result<Duration> {
-    let labels = BTreeMap::from([("berth.bench".to_string(), pid.to_string())]);
     let sandbox = ContainerConfig {
-        name: format!("berth-bench-{pid}-{name}-pod"),
-        image: berth_image::WORKLOAD_IMAGE.to_string(),
         cmd: Some(vec!["pause".to_string()]),
-        labels: labels.clone(),
-        network: NetworkMode::Bridge {
-            network: "berth".to_string(),
-            hostname: name.to_string(),
-        },
-        ..Default::default()
+        ..bench_container(pid, &format!("{name}-pod"), on_bridge(name))
     };
     let started = Instant::now();
     let infra = runtime.create_container(&sandbox).await?;
     runtime.start_container(&infra).await?;
-    let app = ContainerConfig {
-        name: format!("berth-bench-{pid}-{name}-app"),
-        image: berth_image::WORKLOAD_IMAGE.to_string(),
-        labels,
-        network: NetworkMode::Container { id: infra },
-        ..Default::default()
-    };
+    let app = bench_container(pid, &format!("{name}-app"), NetworkMode::Container { id: infra });
     let id = runtime.create_container(&app).await?;
     runtime.start_container(&id).await?;
     Ok(started.elapsed())
+}
+
+/// A container of the workload image, labelled for the clean-up.
+fn bench_container(pid: u32, name: &str, network: NetworkMode) -> ContainerConfig {
+    ContainerConfig {
+        name: format!("berth-bench-{pid}-{name}"),
+        image: berth_image::WORKLOAD_IMAGE.to_string(),
+        labels: BTreeMap::from([("berth.bench".to_string(), pid.to_string())]),
+        network,
+        ..Default::default()
+    }
+}
+
+fn on_bridge(hostname: &str) -> NetworkMode {
+    NetworkMode::Bridge {
+        network: "berth".to_string(),
+        hostname: hostname.to_string(),
+    }
 }
 
 /// Creates the pods at once and returns, per pod, the time from its create call to the watch event showing it

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_runtime::fake::FakeRuntime;
-use berth_runtime::{ContainerRuntime, ContainerState, NetworkMode, RuntimeError};
+use berth_runtime::{ContainerInfo, ContainerRuntime, ContainerState, NetworkMode, RuntimeError};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use tokio::sync::watch;
@@ -95,6 +95,14 @@ async fn wait_running(pods: &Api<Pod>, name: &str) -> Pod {
     }
 }
 
+/// The pod's (only) app container.
+fn app_container(fake: &FakeRuntime) -> ContainerInfo {
+    fake.containers()
+        .into_iter()
+        .find(|c| kind(&c.labels) == "app")
+        .expect("app container")
+}
+
 fn kind(labels: &BTreeMap<String, String>) -> &str {
     labels.get("berth.container.kind").map(String::as_str).unwrap_or("")
 }
@@ -168,12 +176,7 @@ async fn a_container_reading_its_pod_ip_gets_the_sandbox_address() {
     let running = wait_running(&pods, "ip").await;
     let pod_ip = running.status.and_then(|s| s.pod_ip).expect("pod IP");
 
-    let app = cluster
-        .fake
-        .containers()
-        .into_iter()
-        .find(|c| kind(&c.labels) == "app")
-        .expect("app container");
+    let app = app_container(&cluster.fake);
     let env = cluster.fake.container_config(&app.id).expect("app config").env;
     assert!(
         env.contains(&("MY_IP".to_string(), pod_ip.clone())),
@@ -195,12 +198,7 @@ async fn an_oom_event_after_the_exit_still_says_oom_killed() {
     }
     pods.create(&PostParams::default(), &spec).await.expect("create");
     wait_running(&pods, "hungry").await;
-    let app = cluster
-        .fake
-        .containers()
-        .into_iter()
-        .find(|c| kind(&c.labels) == "app")
-        .expect("app container");
+    let app = app_container(&cluster.fake);
     cluster.fake.oom_after_exit(&app.id);
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
