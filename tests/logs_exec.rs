@@ -1,6 +1,6 @@
-//! `kubectl logs` and `kubectl exec` end to end: the real kubectl 1.35 and the real Python `kubernetes` client
-//! against a real `berth server`, whose API server proxies `pods/log` and `pods/exec` to its node agent, which runs
-//! the pods in the real Docker engine. Each test checks what a user sees: the lines printed, the exit code, the
+//! `kubectl logs`, `exec`, `attach` and `run -i` end to end: the real kubectl 1.35 and the real Python
+//! `kubernetes` client against a real `berth server`, whose API server proxies `pods/log`, `pods/exec` and
+//! `pods/attach` to its node agent, which runs the pods in the real Docker engine. Each test checks what a user sees: the lines printed, the exit code, the
 //! error message.
 //!
 //! It does not test the agent's or the API server's handlers in isolation (their own unit tests do), nor pod
@@ -543,4 +543,180 @@ fn the_python_client_execs_and_reads_logs() {
     let report = format!("--- stdout ---\n{}--- stderr ---\n{}", run.stdout, run.stderr);
     println!("{report}");
     assert_eq!(run.code(), Some(0), "logs_exec_test.py failed:\n{report}");
+}
+
+/// Starts a pod whose only container, `main`, runs `cat` on an open stdin (`stdin: true`), and waits until it runs.
+fn cat_pod(server: &Server, name: &str) {
+    let manifest = pod_yaml(
+        server,
+        name,
+        &format!("  containers:\n{}    stdin: true\n", container("main", r#"["cat"]"#)),
+    );
+    run_pod(server, name, &manifest);
+}
+
+/// Starts kubectl with its stdin a pipe kept open by the caller (a user at a keyboard, not a finished file).
+fn kubectl_interactive(server: &Server, args: &[&str]) -> (Child, std::process::ChildStdin, PathBuf, PathBuf) {
+    let (out, err) = output_files(server);
+    let mut child = server
+        .kubectl_cmd(args)
+        .stdin(Stdio::piped())
+        .stdout(File::create(&out).expect("create stdout file"))
+        .stderr(File::create(&err).expect("create stderr file"))
+        .spawn()
+        .expect("spawn kubectl");
+    let stdin = child.stdin.take().expect("stdin");
+    (child, stdin, out, err)
+}
+
+#[test]
+fn kubectl_attach_i_talks_to_the_containers_own_process_and_leaves_it_running() {
+    let server = Server::start_with_agent();
+    cat_pod(&server, "catty");
+
+    for line in ["first attach\n", "second attach\n"] {
+        // What is typed reaches the container's `cat`, whose echo comes back.
+        let (child, mut stdin, out, err) = kubectl_interactive(&server, &["attach", "-i", "catty"]);
+        stdin.write_all(line.as_bytes()).expect("type into kubectl");
+        stdin.flush().expect("flush");
+        let echoed = eventually(COMMAND, || fs::read_to_string(&out).ok().filter(|o| o == line));
+        // The end of kubectl's input ends the attach (without `stdinOnce` it does not close the container's
+        // stdin), and kubectl exits 0.
+        drop(stdin);
+        let run = finish(child, COMMAND, out, err);
+        assert!(echoed.is_some(), "{}", run.describe("the pod never echoed"));
+        assert_eq!(run.code(), Some(0), "{}", run.describe("kubectl attach -i"));
+        assert_eq!(run.stdout, line);
+    }
+    // Both attaches talked to the same process: the container never restarted.
+    let pod = server.kubectl_ok(&["get", "pod", "catty", "-o", "json"]);
+    let pod: Value = serde_json::from_str(&pod).expect("pod JSON");
+    let main = container_status(&pod, "main");
+    assert!(
+        main["state"]["running"].is_object() && main["restartCount"] == 0,
+        "{main}"
+    );
+    // Everything it echoed is in its log too.
+    assert_eq!(server.kubectl_ok(&["logs", "catty"]), "first attach\nsecond attach\n");
+
+    // Without -i, attach shows what the container writes from now on, and nothing from before.
+    let manifest = pod_yaml(
+        &server,
+        "ticker",
+        &format!(
+            "  containers:\n{}",
+            container("main", r#"["serve", "--log-every", "200"]"#)
+        ),
+    );
+    run_pod(&server, "ticker", &manifest);
+    let before = max_tick(&wait_ticks(&server, &["logs", "ticker"], 3));
+    let attached = server.kubectl_background(&["attach", "ticker"]);
+    let (out, err) = attached.stop_when(START, |out| ticks(out).len() >= 3);
+    let seen = ticks(&out);
+    assert!(
+        seen.len() >= 3 && seen[0] >= before && seen.windows(2).all(|w| w[1] == w[0] + 1),
+        "kubectl attach (tick {before} already written):\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    assert!(!out.contains("serving on"), "attach replayed the log:\n{out}");
+
+    // A container the pod does not have: kubectl checks this itself, from the pod the API server serves.
+    let run = kubectl_timed(&server, &["attach", "catty", "-c", "nope"], "");
+    assert!(
+        run.code() != Some(0) && run.stderr.contains("container nope not found in pod catty"),
+        "{}",
+        run.describe("attach -c nope")
+    );
+}
+
+/// `kubectl run -i --rm --restart=Never` of the workload image on this server's node (no scheduler yet), with its
+/// stdin a pipe left open as a terminal would be; returns what it did.
+fn kubectl_run_i_rm(server: &Server, name: &str, command: &[&str]) -> Run {
+    let overrides = format!(r#"{{"spec":{{"nodeName":"{}"}}}}"#, server.node());
+    let mut args = vec![
+        "run",
+        "-i",
+        "--rm",
+        "--restart=Never",
+        "--image",
+        IMAGE,
+        "--overrides",
+        &overrides,
+        name,
+        "--",
+    ];
+    args.extend_from_slice(command);
+    let (child, stdin, out, err) = kubectl_interactive(server, &args);
+    let run = finish(child, Duration::from_secs(180), out, err);
+    drop(stdin);
+    let what = format!("kubectl {}", args.join(" "));
+    assert_eq!(run.code(), Some(0), "{}", run.describe(&what));
+    assert!(
+        run.stdout.contains(&format!("pod \"{name}\" deleted")),
+        "{}",
+        run.describe(&what)
+    );
+    let gone = eventually(START, || {
+        let out = server.kubectl(&["get", "pod", name, "-o", "name"]);
+        text(&out.stderr).contains("NotFound").then_some(())
+    });
+    assert!(gone.is_some(), "pod {name} still exists after kubectl run --rm");
+    run
+}
+
+#[test]
+fn kubectl_run_i_rm_prints_the_output_and_deletes_the_pod() {
+    let server = Server::start_with_agent();
+    // kubectl attaches once it sees the pod running, or prints the log if the pod has already completed; either
+    // way the output arrives. (A bare `echo hello` can exit in the moment between kubectl's attach and its first
+    // read, and then kubectl shows nothing: the agent reports Running sooner than the kubelet's 1 s relist would.)
+    let run = kubectl_run_i_rm(&server, "hello", &["sh", "-c", "sleep 1; echo hello"]);
+    assert!(
+        run.stdout.lines().any(|l| l == "hello"),
+        "{}",
+        run.describe("run -- sh -c 'sleep 1; echo hello'")
+    );
+
+    // One still running when kubectl attaches: the output comes through the attach, and the pod's exit ends it.
+    let run = kubectl_run_i_rm(&server, "later", &["sh", "-c", "sleep 5; echo hello from attach"]);
+    assert!(
+        run.stdout.lines().any(|l| l == "hello from attach"),
+        "{}",
+        run.describe("run -- sh -c 'sleep 5; echo ...'")
+    );
+    assert!(
+        run.stderr
+            .contains("If you don't see a command prompt, try pressing enter.")
+            && !run.stderr.contains("falling back to streaming logs"),
+        "{}",
+        run.describe("kubectl did not attach")
+    );
+}
+
+#[test]
+fn the_python_client_attaches_to_a_pods_stdin() {
+    let python = python();
+    let server = Server::start_with_agent();
+    cat_pod(&server, "pyattach");
+    let script = repo_root().join("tests/python/attach_test.py");
+    let (out, err) = output_files(&server);
+    let child = Command::new(python)
+        .arg(&script)
+        .args([
+            server.kubeconfig_path().as_os_str(),
+            "default".as_ref(),
+            "pyattach".as_ref(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(File::create(&out).expect("create stdout file"))
+        .stderr(File::create(&err).expect("create stderr file"))
+        .spawn()
+        .expect("run python");
+    let run = finish(child, Duration::from_secs(300), out, err);
+    let report = format!("--- stdout ---\n{}--- stderr ---\n{}", run.stdout, run.stderr);
+    println!("{report}");
+    assert_eq!(run.code(), Some(0), "attach_test.py failed:\n{report}");
+    assert_eq!(
+        server.kubectl_ok(&["logs", "pyattach"]),
+        "typed into the pod\nonce more\n"
+    );
 }
