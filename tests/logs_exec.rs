@@ -628,9 +628,10 @@ fn kubectl_attach_i_talks_to_the_containers_own_process_and_leaves_it_running() 
     );
 }
 
-/// `kubectl run -i --rm --restart=Never` of the workload image on this server's node (no scheduler yet), with its
-/// stdin a pipe left open as a terminal would be; returns what it did.
-fn kubectl_run_i_rm(server: &Server, name: &str, command: &[&str]) -> Run {
+/// `kubectl run -i --rm --restart=Never` of the workload image on this server's node (no scheduler yet); returns
+/// what it did. With `input`, kubectl's stdin is that text and then closed, as a shell pipe does; without, it is a
+/// pipe left open, as a terminal would be.
+fn kubectl_run_i_rm(server: &Server, name: &str, command: &[&str], input: Option<&str>) -> Run {
     let overrides = format!(r#"{{"spec":{{"nodeName":"{}"}}}}"#, server.node());
     let mut args = vec![
         "run",
@@ -645,9 +646,19 @@ fn kubectl_run_i_rm(server: &Server, name: &str, command: &[&str]) -> Run {
         "--",
     ];
     args.extend_from_slice(command);
-    let (child, stdin, out, err) = kubectl_interactive(server, &args);
-    let run = finish(child, Duration::from_secs(180), out, err);
-    drop(stdin);
+    let (child, mut stdin, out, err) = kubectl_interactive(server, &args);
+    let run = match input {
+        Some(input) => {
+            stdin.write_all(input.as_bytes()).expect("write kubectl's stdin");
+            drop(stdin);
+            finish(child, Duration::from_secs(180), out, err)
+        }
+        None => {
+            let run = finish(child, Duration::from_secs(180), out, err);
+            drop(stdin);
+            run
+        }
+    };
     let what = format!("kubectl {}", args.join(" "));
     assert_eq!(run.code(), Some(0), "{}", run.describe(&what));
     assert!(
@@ -669,7 +680,7 @@ fn kubectl_run_i_rm_prints_the_output_and_deletes_the_pod() {
     // kubectl attaches once it sees the pod running, or prints the log if the pod has already completed; either
     // way the output arrives. (A bare `echo hello` can exit in the moment between kubectl's attach and its first
     // read, and then kubectl shows nothing: the agent reports Running sooner than the kubelet's 1 s relist would.)
-    let run = kubectl_run_i_rm(&server, "hello", &["sh", "-c", "sleep 1; echo hello"]);
+    let run = kubectl_run_i_rm(&server, "hello", &["sh", "-c", "sleep 1; echo hello"], None);
     assert!(
         run.stdout.lines().any(|l| l == "hello"),
         "{}",
@@ -677,7 +688,7 @@ fn kubectl_run_i_rm_prints_the_output_and_deletes_the_pod() {
     );
 
     // One still running when kubectl attaches: the output comes through the attach, and the pod's exit ends it.
-    let run = kubectl_run_i_rm(&server, "later", &["sh", "-c", "sleep 5; echo hello from attach"]);
+    let run = kubectl_run_i_rm(&server, "later", &["sh", "-c", "sleep 5; echo hello from attach"], None);
     assert!(
         run.stdout.lines().any(|l| l == "hello from attach"),
         "{}",
@@ -689,6 +700,19 @@ fn kubectl_run_i_rm_prints_the_output_and_deletes_the_pod() {
             && !run.stderr.contains("falling back to streaming logs"),
         "{}",
         run.describe("kubectl did not attach")
+    );
+}
+
+#[test]
+fn kubectl_run_i_rm_feeds_piped_input_and_the_end_of_it_to_the_container() {
+    let server = Server::start_with_agent();
+    // kubectl run -i sets stdin and stdinOnce: when kubectl's input ends, the container's does too, so `cat` exits
+    // and the pod completes.
+    let run = kubectl_run_i_rm(&server, "piped", &["cat"], Some("through stdin\n"));
+    assert!(
+        run.stdout.lines().any(|l| l == "through stdin"),
+        "{}",
+        run.describe("run -i -- cat < input")
     );
 }
 

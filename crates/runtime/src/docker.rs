@@ -648,7 +648,7 @@ fn create_body(config: &ContainerConfig) -> ContainerCreateBody {
         open_stdin: Some(config.open_stdin),
         // Kubernetes `stdin` keeps stdin open across attaches; `stdinOnce` is not modelled.
         attach_stdin: Some(config.open_stdin),
-        stdin_once: Some(false),
+        stdin_once: Some(config.stdin_once),
         exposed_ports: if exposed.is_empty() { None } else { Some(exposed) },
         host_config: Some(host),
         ..Default::default()

@@ -84,6 +84,9 @@ pub struct ContainerConfig {
     pub tty: bool,
     /// Keep stdin open (Kubernetes `stdin: true`).
     pub open_stdin: bool,
+    /// Close stdin after the first attached client detaches (Kubernetes `stdinOnce: true`), so the process sees
+    /// end of input.
+    pub stdin_once: bool,
     /// Host ports to publish (only meaningful on a container with its own network namespace).
     pub port_bindings: Vec<PortBinding>,
 }

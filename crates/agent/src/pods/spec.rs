@@ -109,6 +109,7 @@ pub fn container_config(plan: ContainerPlan<'_>) -> Result<ContainerConfig, Stri
         privileged,
         tty: c.tty.unwrap_or(false),
         open_stdin: c.stdin.unwrap_or(false),
+        stdin_once: c.stdin.unwrap_or(false) && c.stdin_once.unwrap_or(false),
         port_bindings: Vec::new(),
     })
 }
@@ -225,6 +226,17 @@ mod tests {
         assert_eq!(c.network, NetworkMode::Container { id: "infra".into() });
         assert_eq!(c.name, "berth_default_web_app_01234567_2");
         assert_eq!(c.labels["berth.container.attempt"], "2");
+    }
+
+    #[test]
+    fn stdin_tty_and_stdin_once_reach_docker() {
+        let c =
+            config(serde_json::json!({"name": "app", "image": "i:1", "stdin": true, "stdinOnce": true, "tty": true}))
+                .unwrap();
+        assert!(c.open_stdin && c.stdin_once && c.tty);
+        // stdinOnce means nothing without stdin.
+        let c = config(serde_json::json!({"name": "app", "image": "i:1", "stdinOnce": true})).unwrap();
+        assert!(!c.open_stdin && !c.stdin_once && !c.tty);
     }
 
     #[test]
