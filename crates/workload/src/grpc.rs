@@ -531,11 +531,26 @@ mod tests {
     }
 
     /// The client's preface and an empty SETTINGS frame; then the server's SETTINGS and its ACK are read.
+    fn send(client: &mut TcpStream, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+        client.write_all(&encode_frame(kind, flags, stream, payload)).unwrap();
+    }
+
+    /// A whole Health/Check call on `stream`: its headers, then its message, ending the stream.
+    fn send_request(client: &mut TcpStream, stream: u32, service: &str) {
+        send(client, HEADERS, END_HEADERS, stream, &request_headers());
+        send(client, DATA, END_STREAM, stream, &request_body(service));
+    }
+
+    /// A client past the handshake with a server that is SERVING.
+    fn serving_client() -> (TcpStream, thread::JoinHandle<io::Result<()>>) {
+        let (mut client, server) = connect(&Arc::new(AtomicBool::new(true)));
+        handshake(&mut client);
+        (client, server)
+    }
+
     fn handshake(client: &mut TcpStream) {
         client.write_all(PREFACE).unwrap();
-        client
-            .write_all(&encode_frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]))
-            .unwrap();
+        send(client, SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]);
         let settings = next(client);
         assert_eq!((settings.kind, settings.flags, settings.stream), (SETTINGS, 0, 0));
         let ack = next(client);
@@ -631,40 +646,24 @@ mod tests {
         let (mut client, server) = connect(&serving);
         handshake(&mut client);
 
-        client
-            .write_all(&encode_frame(HEADERS, END_HEADERS, 1, &request_headers()))
-            .unwrap();
-        client
-            .write_all(&encode_frame(DATA, END_STREAM, 1, &request_body("db")))
-            .unwrap();
+        send_request(&mut client, 1, "db");
         assert_eq!(serving_status(&response(&mut client, 1)), SERVING);
 
         serving.store(false, Ordering::SeqCst);
-        client
-            .write_all(&encode_frame(HEADERS, END_HEADERS, 3, &request_headers()))
-            .unwrap();
-        client
-            .write_all(&encode_frame(DATA, END_STREAM, 3, &request_body("")))
-            .unwrap();
+        send_request(&mut client, 3, "");
         assert_eq!(serving_status(&response(&mut client, 3)), NOT_SERVING);
 
         // GOAWAY from the client ends the connection cleanly.
-        client
-            .write_all(&encode_frame(GOAWAY, 0, 0, &[0, 0, 0, 0, 0, 0, 0, 0]))
-            .unwrap();
+        send(&mut client, GOAWAY, 0, 0, &[0, 0, 0, 0, 0, 0, 0, 0]);
         server.join().unwrap().unwrap();
     }
 
     #[test]
     fn data_frames_are_credited_back_on_the_connection() {
-        let serving = Arc::new(AtomicBool::new(true));
-        let (mut client, _server) = connect(&serving);
-        handshake(&mut client);
+        let (mut client, _server) = serving_client();
         let body = request_body("abc");
-        client
-            .write_all(&encode_frame(HEADERS, END_HEADERS, 1, &request_headers()))
-            .unwrap();
-        client.write_all(&encode_frame(DATA, END_STREAM, 1, &body)).unwrap();
+        send(&mut client, HEADERS, END_HEADERS, 1, &request_headers());
+        send(&mut client, DATA, END_STREAM, 1, &body);
         let update = next(&mut client);
         assert_eq!((update.kind, update.stream), (WINDOW_UPDATE, 0));
         assert_eq!(update.payload, (body.len() as u32).to_be_bytes());
@@ -672,10 +671,8 @@ mod tests {
 
     #[test]
     fn pings_are_acknowledged_with_their_payload() {
-        let serving = Arc::new(AtomicBool::new(true));
-        let (mut client, _server) = connect(&serving);
-        handshake(&mut client);
-        client.write_all(&encode_frame(PING, 0, 0, b"12345678")).unwrap();
+        let (mut client, _server) = serving_client();
+        send(&mut client, PING, 0, 0, b"12345678");
         assert_eq!(
             next(&mut client),
             Frame {
@@ -686,86 +683,52 @@ mod tests {
             }
         );
         // An ACK is not answered: the next frame is the answer to a request.
-        client.write_all(&encode_frame(PING, ACK, 0, b"abcdefgh")).unwrap();
-        client
-            .write_all(&encode_frame(HEADERS, END_HEADERS, 1, &request_headers()))
-            .unwrap();
-        client
-            .write_all(&encode_frame(DATA, END_STREAM, 1, &request_body("")))
-            .unwrap();
+        send(&mut client, PING, ACK, 0, b"abcdefgh");
+        send_request(&mut client, 1, "");
         assert_eq!(serving_status(&response(&mut client, 1)), SERVING);
     }
 
     #[test]
     fn padded_priority_headers_continuation_and_split_data_are_understood() {
-        let serving = Arc::new(AtomicBool::new(true));
-        let (mut client, _server) = connect(&serving);
-        handshake(&mut client);
+        let (mut client, _server) = serving_client();
         let block = request_headers();
         let (first, second) = block.split_at(10);
         // HEADERS with 3 bytes of padding and priority fields, its block finished by a CONTINUATION frame.
         let mut payload = vec![3, 0, 0, 0, 0, 15];
         payload.extend_from_slice(first);
         payload.extend_from_slice(&[0, 0, 0]);
-        client
-            .write_all(&encode_frame(HEADERS, PADDED | PRIORITY, 1, &payload))
-            .unwrap();
-        client
-            .write_all(&encode_frame(CONTINUATION, END_HEADERS, 1, second))
-            .unwrap();
+        send(&mut client, HEADERS, PADDED | PRIORITY, 1, &payload);
+        send(&mut client, CONTINUATION, END_HEADERS, 1, second);
         // The message in two DATA frames, the second one padded.
         let body = request_body("split");
         let (a, b) = body.split_at(4);
-        client.write_all(&encode_frame(DATA, 0, 1, a)).unwrap();
+        send(&mut client, DATA, 0, 1, a);
         let mut padded = vec![2];
         padded.extend_from_slice(b);
         padded.extend_from_slice(&[0, 0]);
-        client
-            .write_all(&encode_frame(DATA, END_STREAM | PADDED, 1, &padded))
-            .unwrap();
+        send(&mut client, DATA, END_STREAM | PADDED, 1, &padded);
         assert_eq!(serving_status(&response(&mut client, 1)), SERVING);
     }
 
     #[test]
     fn a_reset_stream_gets_no_answer_and_later_streams_still_do() {
-        let serving = Arc::new(AtomicBool::new(true));
-        let (mut client, _server) = connect(&serving);
-        handshake(&mut client);
-        client
-            .write_all(&encode_frame(HEADERS, END_HEADERS, 1, &request_headers()))
-            .unwrap();
-        client
-            .write_all(&encode_frame(RST_STREAM, 0, 1, &[0, 0, 0, 8]))
-            .unwrap();
+        let (mut client, _server) = serving_client();
+        send(&mut client, HEADERS, END_HEADERS, 1, &request_headers());
+        send(&mut client, RST_STREAM, 0, 1, &[0, 0, 0, 8]);
         // Data still in flight for the reset stream is dropped.
-        client
-            .write_all(&encode_frame(DATA, END_STREAM, 1, &request_body("")))
-            .unwrap();
-        client
-            .write_all(&encode_frame(WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]))
-            .unwrap();
-        client
-            .write_all(&encode_frame(HEADERS, END_HEADERS, 3, &request_headers()))
-            .unwrap();
-        client
-            .write_all(&encode_frame(DATA, END_STREAM, 3, &request_body("")))
-            .unwrap();
+        send(&mut client, DATA, END_STREAM, 1, &request_body(""));
+        send(&mut client, WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]);
+        send_request(&mut client, 3, "");
         // Only stream 3 is answered (response() fails on a frame for any other stream).
         assert_eq!(serving_status(&response(&mut client, 3)), SERVING);
     }
 
     #[test]
     fn a_malformed_request_gets_a_trailers_only_internal_error() {
-        let serving = Arc::new(AtomicBool::new(true));
-        let (mut client, _server) = connect(&serving);
-        handshake(&mut client);
-        client
-            .write_all(&encode_frame(HEADERS, END_HEADERS, 1, &request_headers()))
-            .unwrap();
+        let (mut client, _server) = serving_client();
+        send(&mut client, HEADERS, END_HEADERS, 1, &request_headers());
         // The length prefix promises 9 bytes; 1 follows.
-        client
-            .write_all(&encode_frame(DATA, END_STREAM, 1, &[0, 0, 0, 0, 9, 0x0a]))
-            .unwrap();
+        send(&mut client, DATA, END_STREAM, 1, &[0, 0, 0, 0, 9, 0x0a]);
         let frames = response(&mut client, 1);
         assert_eq!(frames.len(), 1);
         let fields = decode_headers(&frames[0].payload);
@@ -780,9 +743,7 @@ mod tests {
         let serving = Arc::new(AtomicBool::new(true));
         let (mut client, server) = connect(&serving);
         handshake(&mut client);
-        client
-            .write_all(&encode_frame(HEADERS, END_HEADERS, 2, &request_headers()))
-            .unwrap();
+        send(&mut client, HEADERS, END_HEADERS, 2, &request_headers());
         let goaway = next(&mut client);
         assert_eq!(goaway.kind, GOAWAY);
         assert_eq!(&goaway.payload[4..8], &PROTOCOL_ERROR.to_be_bytes());
