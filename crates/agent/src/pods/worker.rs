@@ -391,11 +391,8 @@ impl PodWorker {
                 Err(error) => self.sandbox_failed = Some(format!("starting sandbox: {error}")),
             }
         }
-        match self.sandbox_failed.take() {
-            Some(message) => {
-                self.sandbox_failed = Some(message.clone());
-                Err(message)
-            }
+        match &self.sandbox_failed {
+            Some(message) => Err(message.clone()),
             None => Ok(()),
         }
     }
