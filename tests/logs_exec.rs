@@ -744,3 +744,83 @@ fn the_python_client_attaches_to_a_pods_stdin() {
         "typed into the pod\nonce more\n"
     );
 }
+
+/// Starts `kubectl port-forward pod/NAME :REMOTE` and returns it with the local port it chose.
+fn port_forward(server: &Server, pod: &str, remote: u16) -> (support::Background, u16) {
+    let pf = server.kubectl_background(&["port-forward", &format!("pod/{pod}"), &format!(":{remote}")]);
+    let mut out = String::new();
+    let port = eventually(COMMAND, || {
+        out = pf.stdout();
+        let rest = out.split("Forwarding from 127.0.0.1:").nth(1)?;
+        rest.split_whitespace().next()?.parse::<u16>().ok()
+    })
+    .unwrap_or_else(|| panic!("kubectl port-forward never said where it listens; stdout:\n{out}"));
+    (pf, port)
+}
+
+/// A plain HTTP/1.1 GET of `/` through 127.0.0.1:`port`, read to the end of the reply.
+fn http_get_local(port: u16) -> String {
+    use std::io::Read;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the forwarded port");
+    conn.set_read_timeout(Some(COMMAND)).unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    let _ = conn.read_to_string(&mut reply);
+    reply
+}
+
+#[test]
+fn kubectl_port_forward_reaches_the_pods_port_over_several_connections() {
+    let server = Server::start_with_agent();
+    let manifest = pod_yaml(
+        &server,
+        "fwd",
+        &format!("  containers:\n{}", container("web", r#"["serve"]"#)),
+    );
+    run_pod(&server, "fwd", &manifest);
+    let (pf, port) = port_forward(&server, "fwd", 8080);
+
+    let reply = http_get_local(port);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("Hello from fwd"), "{reply}");
+
+    // Two connections at once, each answered on its own stream pair.
+    let both: Vec<String> = std::thread::scope(|s| {
+        let a = s.spawn(|| http_get_local(port));
+        let b = s.spawn(|| http_get_local(port));
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    for reply in &both {
+        assert!(reply.contains("Hello from fwd"), "{reply}");
+    }
+    // And one after another on the same port-forward, so finished connections are cleaned up properly.
+    for _ in 0..3 {
+        assert!(http_get_local(port).contains("Hello from fwd"));
+    }
+    let (out, err) = pf.stop_when(Duration::from_millis(100), |_| false);
+    assert!(
+        out.contains("Handling connection for"),
+        "stdout:\n{out}\nstderr:\n{err}"
+    );
+    assert!(!err.contains("error"), "stderr:\n{err}");
+}
+
+#[test]
+fn kubectl_port_forward_to_a_closed_port_reports_the_kubelets_error() {
+    let server = Server::start_with_agent();
+    let manifest = pod_yaml(
+        &server,
+        "nofwd",
+        &format!("  containers:\n{}", container("web", r#"["serve"]"#)),
+    );
+    run_pod(&server, "nofwd", &manifest);
+    let (pf, port) = port_forward(&server, "nofwd", 9);
+    let reply = http_get_local(port);
+    assert_eq!(reply, "", "nothing listens on port 9 in the pod");
+    let (_, err) = pf.stop_when(Duration::from_secs(5), |_| false);
+    assert!(
+        err.contains("error forwarding port 9 to pod") && err.contains("connect: connection refused"),
+        "stderr:\n{err}"
+    );
+}

@@ -151,6 +151,14 @@ pub static RESOURCES: &[ResourceInfo] = &[
                 kind: "PodAttachOptions",
                 verbs: &["create", "get"],
             },
+            // And port-forward, as PodPortForwardOptions.
+            Subresource {
+                name: "portforward",
+                group: None,
+                version: None,
+                kind: "PodPortForwardOptions",
+                verbs: &["create", "get"],
+            },
         ],
         has_status: true,
     },

@@ -123,6 +123,11 @@ pub async fn resource(
             let ns = ns.as_deref().unwrap_or_default();
             crate::proxy::stream(&state, session, ns, name, &method, uri.query(), &headers, upgrade).await
         }
+        (&Method::GET | &Method::POST, Some(name), Some("portforward")) => {
+            let upgrade = upgrade.map(|Extension(u)| u);
+            let ns = ns.as_deref().unwrap_or_default();
+            crate::proxy::port_forward(&state, ns, name, &method, uri.query(), &headers, upgrade).await
+        }
         _ => Err(ApiError::method_not_allowed().into()),
     }
 }

@@ -1,5 +1,5 @@
-//! `pods/log`, `pods/exec` and `pods/attach`: upstream's checks on the Pod, then a proxy to the node agent that
-//! runs it. The
+//! `pods/log`, `pods/exec`, `pods/attach` and `pods/portforward`: upstream's checks on the Pod, then a proxy to the
+//! node agent that runs it. The
 //! API server holds no logs and runs no processes; it only decides whether a request makes sense, finds the
 //! agent, and passes bytes through.
 //!
@@ -23,6 +23,14 @@
 //! other answer (a `Status`) is passed on, so kubectl reports the agent's reason. SPDY (`POST` with
 //! `Upgrade: SPDY/3.1`) is not implemented; kubectl only falls back to it when the WebSocket upgrade fails, and
 //! then shows the reason (after the same checks, so the message is the useful one).
+//!
+//! # Port-forward
+//! `pods/portforward` goes to the agent's `/portForward/{namespace}/{pod}` the same way, with one difference:
+//! the SPDY fallback is served. kubectl's `GET` WebSocket (subprotocol `SPDY/3.1+portforward.k8s.io`) and the
+//! Python client's (`v4.channel.k8s.io`, with `?ports=`) are forwarded as above; a `POST` with
+//! `Upgrade: SPDY/3.1` is forwarded as that upgrade, with its `X-Stream-Protocol-Version` headers, and the agent's
+//! 101 (with the chosen version) is passed back before the connections are spliced. There is no container to
+//! choose, so no container checks; kubectl itself refuses a pod that is not `Running`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -71,8 +79,14 @@ const EXEC_PARAMS: &[&str] = &["command", "stdin", "stdout", "stderr", "tty"];
 /// The attach parameters passed on to the agent (upstream's `PodAttachOptions` minus `container`).
 const ATTACH_PARAMS: &[&str] = &["stdin", "stdout", "stderr", "tty"];
 
+/// The port-forward parameters passed on to the agent (upstream's `PodPortForwardOptions`).
+const PORT_FORWARD_PARAMS: &[&str] = &["ports"];
+
 /// The WebSocket handshake headers forwarded to the agent.
 const WS_REQUEST_HEADERS: &[&str] = &["sec-websocket-key", "sec-websocket-version", "sec-websocket-protocol"];
+
+/// The SPDY upgrade's negotiation header, forwarded to the agent and back.
+const STREAM_PROTOCOL_HEADER: &str = "x-stream-protocol-version";
 
 /// Dials node agents with the cluster token. Cheap to clone.
 #[derive(Clone)]
@@ -534,14 +548,6 @@ pub async fn stream(
         )
         .into());
     }
-    let wants_websocket = headers
-        .get(http::header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let Some(client_upgrade) = client_upgrade.filter(|_| wants_websocket) else {
-        return Err(ApiError::bad_request("Upgrade request required").into());
-    };
-
     let path = format!(
         "/{}/{}/{}/{}?{params}",
         session.verb(),
@@ -549,25 +555,79 @@ pub async fn stream(
         segment(name),
         segment(&container)
     );
-    let mut req = http::Request::get(path)
+    upgrade_to_agent(state, &agent, &path, method, headers, client_upgrade).await
+}
+
+/// `GET` (WebSocket) or `POST` (SPDY) `pods/{name}/portforward`.
+pub async fn port_forward(
+    state: &AppState,
+    namespace: &str,
+    name: &str,
+    method: &Method,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    client_upgrade: Option<OnUpgrade>,
+) -> Result<Response> {
+    let (params, _) = forward_query(query, PORT_FORWARD_PARAMS);
+    let pods = resources::by_plural("", "v1", "pods").ok_or_else(|| ApiError::internal("pods are not served"))?;
+    let pod = state.registry.get(pods, Some(namespace), name).await?;
+    node_name(&pod)?;
+    let agent = agent_for(state, &pod).await?;
+    let path = format!("/portForward/{}/{}?{params}", segment(namespace), segment(name));
+    upgrade_to_agent(state, &agent, &path, method, headers, client_upgrade).await
+}
+
+/// Forwards the client's upgrade request (a WebSocket `GET`, or a SPDY `POST` where the caller allows it) to the
+/// agent, answers the client with the agent's 101, and splices the two upgraded connections.
+async fn upgrade_to_agent(
+    state: &AppState,
+    agent: &AgentEndpoint,
+    path: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    client_upgrade: Option<OnUpgrade>,
+) -> Result<Response> {
+    let upgrade = headers
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let (websocket, spdy) = (
+        upgrade.eq_ignore_ascii_case("websocket") && method == Method::GET,
+        upgrade.eq_ignore_ascii_case("SPDY/3.1") && method == Method::POST,
+    );
+    let Some(client_upgrade) = client_upgrade.filter(|_| websocket || spdy) else {
+        return Err(ApiError::bad_request("Upgrade request required").into());
+    };
+    let mut req = http::Request::builder()
+        .method(method.clone())
+        .uri(path)
         .header(http::header::CONNECTION, "Upgrade")
-        .header(http::header::UPGRADE, "websocket")
+        .header(http::header::UPGRADE, if websocket { "websocket" } else { "SPDY/3.1" })
         .body(Empty::new())
         .map_err(ApiError::internal)?;
-    for h in WS_REQUEST_HEADERS {
+    let forwarded: &[&str] = if websocket {
+        WS_REQUEST_HEADERS
+    } else {
+        &[STREAM_PROTOCOL_HEADER]
+    };
+    for h in forwarded {
         for v in headers.get_all(*h) {
             req.headers_mut().append(*h, v.clone());
         }
     }
-    let resp = state.agents.send(&agent, req).await?;
+    let resp = state.agents.send(agent, req).await?;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return agent_error(&agent, resp).await;
+        return agent_error(agent, resp).await;
     }
     let mut answer = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(http::header::CONNECTION, "Upgrade")
-        .header(http::header::UPGRADE, "websocket");
-    for h in [http::header::SEC_WEBSOCKET_ACCEPT, http::header::SEC_WEBSOCKET_PROTOCOL] {
+        .header(http::header::CONNECTION, "Upgrade");
+    for h in [
+        http::header::UPGRADE,
+        http::header::SEC_WEBSOCKET_ACCEPT,
+        http::header::SEC_WEBSOCKET_PROTOCOL,
+        http::HeaderName::from_static(STREAM_PROTOCOL_HEADER),
+    ] {
         if let Some(v) = resp.headers().get(&h) {
             answer = answer.header(h, v.clone());
         }
@@ -578,7 +638,7 @@ pub async fn stream(
         let (client, agent) = match tokio::join!(client_upgrade, agent_upgrade) {
             (Ok(c), Ok(a)) => (c, a),
             (c, a) => {
-                tracing::debug!(%node, client = ?c.err(), agent = ?a.err(), "exec or attach upgrade failed");
+                tracing::debug!(%node, client = ?c.err(), agent = ?a.err(), "upgrade to the node agent failed");
                 return;
             }
         };

@@ -26,6 +26,9 @@
 //!   refused with a 400 `Status`.
 //! * `GET /attach/{namespace}/{pod}/{container}?stdin=&stdout=&stderr=&tty=` upgrades the same way and connects to
 //!   the container's main process ([`attach`]).
+//! * `GET /portForward/{namespace}/{pod}` (WebSocket: SPDY/3.1 tunnelled for kubectl, or `v4.channel.k8s.io`
+//!   with `?ports=` for Python) and `POST` (SPDY/3.1 upgrade) forward connections to the pod's IP
+//!   ([`portforward`], over [`spdy`]).
 //! * `GET /healthz`.
 //!
 //! Errors are Kubernetes `Status` objects, so the API server can hand them to kubectl unchanged.
@@ -45,6 +48,8 @@ pub mod attach;
 pub mod channel;
 pub mod exec;
 pub mod logs;
+pub mod portforward;
+mod spdy;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -157,6 +162,10 @@ fn router(state: AppState, token: Arc<str>) -> Router {
         .route(
             "/attach/{namespace}/{pod}/{container}",
             get(attach::attach).post(channel::spdy_refused),
+        )
+        .route(
+            "/portForward/{namespace}/{pod}",
+            get(portforward::websocket).post(portforward::spdy_upgrade),
         )
         .fallback(|| async { StatusError::not_found("the server could not find the requested resource") })
         .with_state(state)

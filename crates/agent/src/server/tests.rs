@@ -729,3 +729,369 @@ impl ContainerRuntime for Interactive {
         self.fake.exec_exit_code(exec_id).await
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Port-forward. The agent dials the address the runtime reports for the pod's infra container; here the runtime
+// reports loopback for every container with an address of its own, so a listener on 127.0.0.1 stands in for the
+// pod.
+
+/// A runtime that reports every container address as 127.0.0.1, as if each pod's network were the test's own.
+struct Loopback(Interactive);
+
+#[async_trait::async_trait]
+impl ContainerRuntime for Loopback {
+    async fn version(&self) -> Result<RuntimeVersion, RuntimeError> {
+        self.0.version().await
+    }
+    async fn ensure_network(&self, name: &str, subnet: Option<&str>) -> Result<(), RuntimeError> {
+        self.0.ensure_network(name, subnet).await
+    }
+    async fn inspect_image(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        self.0.inspect_image(image).await
+    }
+    async fn pull_image(&self, image: &str) -> Result<(), RuntimeError> {
+        self.0.pull_image(image).await
+    }
+    async fn import_image(&self, tarball: Bytes) -> Result<(), RuntimeError> {
+        self.0.import_image(tarball).await
+    }
+    async fn create_container(&self, config: &ContainerConfig) -> Result<String, RuntimeError> {
+        self.0.create_container(config).await
+    }
+    async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
+        self.0.start_container(id).await
+    }
+    async fn stop_container(&self, id: &str, signal: Option<&str>, grace: Duration) -> Result<(), RuntimeError> {
+        self.0.stop_container(id, signal, grace).await
+    }
+    async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+        self.0.remove_container(id).await
+    }
+    async fn inspect_container(&self, id: &str) -> Result<Option<ContainerInfo>, RuntimeError> {
+        Ok(self.0.inspect_container(id).await?.map(loopback))
+    }
+    async fn list_containers(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        Ok(self
+            .0
+            .list_containers(labels)
+            .await?
+            .into_iter()
+            .map(loopback)
+            .collect())
+    }
+    fn events(&self, labels: &BTreeMap<String, String>) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>> {
+        self.0.events(labels)
+    }
+    async fn logs(
+        &self,
+        id: &str,
+        options: &LogOptions,
+    ) -> Result<BoxStream<'static, Result<Output, RuntimeError>>, RuntimeError> {
+        self.0.logs(id, options).await
+    }
+    async fn exec(&self, id: &str, options: &ExecOptions) -> Result<ExecSession, RuntimeError> {
+        self.0.exec(id, options).await
+    }
+    async fn exec_resize(&self, exec_id: &str, width: u16, height: u16) -> Result<(), RuntimeError> {
+        self.0.exec_resize(exec_id, width, height).await
+    }
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, RuntimeError> {
+        self.0.exec_exit_code(exec_id).await
+    }
+}
+
+fn loopback(mut c: ContainerInfo) -> ContainerInfo {
+    if c.ip_address.is_some() {
+        c.ip_address = Some("127.0.0.1".into());
+    }
+    c
+}
+
+impl Agent {
+    /// An agent whose pods live on loopback ([`Loopback`]).
+    async fn start_loopback() -> Agent {
+        let fake = Arc::new(FakeRuntime::new());
+        fake.add_image(IMAGE);
+        fake.ensure_network("berth", None).await.unwrap();
+        let runtime = Arc::new(Loopback(Interactive {
+            fake: fake.clone(),
+            execs: Mutex::new(HashMap::new()),
+        }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cert = serving_cert(NODE, &[addr.ip()]).unwrap();
+        let sha256 = cert.sha256_hex.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let done = tokio::spawn(serve(listener, cert, TOKEN.into(), NODE.into(), runtime, async {
+            let _ = stopped.await;
+        }));
+        Agent {
+            addr,
+            sha256,
+            fake,
+            stop: Some(stop),
+            done,
+        }
+    }
+
+    /// Starts the infra container of pod `web`, with its own network namespace (and so an address).
+    async fn sandbox(&self) -> String {
+        self.container_with("web", labels::INFRA_NAME, 0, |c| {
+            c.labels
+                .insert(labels::CONTAINER_KIND.into(), labels::Kind::Infra.as_str().into());
+            c.network = berth_runtime::NetworkMode::Bridge {
+                network: "berth".into(),
+                hostname: "web".into(),
+            };
+        })
+        .await
+    }
+
+    /// Opens a port-forward WebSocket on `/portForward/default/web`.
+    async fn port_forward(&self, query: &str, protocol: &str) -> Ws {
+        let mut req = format!("wss://agent/portForward/default/web?{query}")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+        req.headers_mut()
+            .insert("sec-websocket-protocol", protocol.parse().unwrap());
+        let (ws, resp) = tokio_tungstenite::client_async(req, self.tls().await).await.unwrap();
+        assert_eq!(resp.headers()["sec-websocket-protocol"], protocol);
+        ws
+    }
+}
+
+/// A stand-in for a server in the pod: for each connection it reads one line (or to the end of input) and
+/// answers `pod got: <it>`, then closes.
+async fn pod_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut got = Vec::new();
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = conn.read(&mut buf).await {
+                    got.extend_from_slice(&buf[..n]);
+                    if n == 0 || got.ends_with(b"\n") {
+                        break;
+                    }
+                }
+                let mut answer = b"pod got: ".to_vec();
+                answer.extend_from_slice(&got);
+                let _ = conn.write_all(&answer).await;
+            });
+        }
+    });
+    port
+}
+
+/// A port nothing listens on.
+async fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// kubectl's side of a SPDY session over the WebSocket.
+struct SpdyClient {
+    ws: Ws,
+    writer: super::spdy::FrameWriter,
+    reader: super::spdy::FrameReader,
+}
+
+impl SpdyClient {
+    fn new(ws: Ws) -> SpdyClient {
+        SpdyClient {
+            ws,
+            writer: Default::default(),
+            reader: Default::default(),
+        }
+    }
+
+    async fn send(&mut self, frame: super::spdy::Frame) {
+        let mut buf = bytes::BytesMut::new();
+        self.writer.encode(&frame, &mut buf);
+        self.ws.send(Message::Binary(buf.freeze())).await.unwrap();
+    }
+
+    /// Opens a stream the way kubectl does; the error stream is half-closed at once.
+    async fn open(&mut self, stream_id: u32, kind: &str, port: u16, request: u32) {
+        let headers = vec![
+            ("streamtype".to_string(), kind.to_string()),
+            ("port".to_string(), port.to_string()),
+            ("requestid".to_string(), request.to_string()),
+        ];
+        self.send(super::spdy::Frame::SynStream {
+            stream_id,
+            associated_to: 0,
+            priority: 0,
+            fin: false,
+            unidirectional: false,
+            headers,
+        })
+        .await;
+        if kind == "error" {
+            self.send(data(stream_id, b"", true)).await;
+        }
+    }
+
+    /// The next frame from the agent.
+    async fn next(&mut self) -> super::spdy::Frame {
+        loop {
+            if let Some(f) = self.reader.next_frame().unwrap() {
+                return f;
+            }
+            let msg = tokio::time::timeout(Duration::from_secs(5), self.ws.next())
+                .await
+                .expect("a frame within 5s")
+                .unwrap()
+                .unwrap();
+            if let Message::Binary(b) = msg {
+                self.reader.extend(&b);
+            }
+        }
+    }
+
+    /// Collects frames until both streams of a request are finished: (replies, data by stream).
+    async fn until_finished(&mut self, streams: &[u32]) -> (Vec<u32>, HashMap<u32, Vec<u8>>) {
+        let mut replies = Vec::new();
+        let mut got: HashMap<u32, Vec<u8>> = HashMap::new();
+        let mut open: Vec<u32> = streams.to_vec();
+        while !open.is_empty() {
+            match self.next().await {
+                super::spdy::Frame::SynReply { stream_id, .. } => replies.push(stream_id),
+                super::spdy::Frame::Data { stream_id, fin, data } => {
+                    got.entry(stream_id).or_default().extend_from_slice(&data);
+                    if fin {
+                        open.retain(|s| *s != stream_id);
+                    }
+                }
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+        (replies, got)
+    }
+}
+
+fn data(stream_id: u32, bytes: &'static [u8], fin: bool) -> super::spdy::Frame {
+    super::spdy::Frame::Data {
+        stream_id,
+        fin,
+        data: Bytes::from_static(bytes),
+    }
+}
+
+#[tokio::test]
+async fn port_forward_over_spdy_splices_each_connection_to_the_pod() {
+    let agent = Agent::start_loopback().await;
+    agent.sandbox().await;
+    let port = pod_server().await;
+    let mut client = SpdyClient::new(agent.port_forward("", "SPDY/3.1+portforward.k8s.io").await);
+
+    // Two connections at once, interleaved, as kubectl multiplexes them.
+    client.open(1, "error", port, 0).await;
+    client.open(3, "data", port, 0).await;
+    client.open(5, "error", port, 1).await;
+    client.open(7, "data", port, 1).await;
+    client.send(data(3, b"first", true)).await;
+    client.send(data(7, b"second\n", false)).await;
+    let (mut replies, got) = client.until_finished(&[1, 3, 5, 7]).await;
+    replies.sort();
+    assert_eq!(replies, [1, 3, 5, 7], "every stream is accepted");
+    assert_eq!(got[&3], b"pod got: first");
+    assert_eq!(got[&7], b"pod got: second\n");
+    assert!(got[&1].is_empty() && got[&5].is_empty(), "no errors: {got:?}");
+
+    // Pings are echoed; the session outlives its connections.
+    client.send(super::spdy::Frame::Ping { id: 1 }).await;
+    assert_eq!(client.next().await, super::spdy::Frame::Ping { id: 1 });
+    client.open(9, "error", port, 2).await;
+    client.open(11, "data", port, 2).await;
+    client.send(data(11, b"third", true)).await;
+    let (_, got) = client.until_finished(&[9, 11]).await;
+    assert_eq!(got[&11], b"pod got: third");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn port_forward_reports_a_refused_connection_on_the_error_stream() {
+    let agent = Agent::start_loopback().await;
+    let sandbox = agent.sandbox().await;
+    let port = closed_port().await;
+    let mut client = SpdyClient::new(agent.port_forward("", "SPDY/3.1+portforward.k8s.io").await);
+    client.open(1, "error", port, 0).await;
+    client.open(3, "data", port, 0).await;
+    let (_, got) = client.until_finished(&[1, 3]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&got[&1]),
+        format!("error forwarding port {port} to pod {sandbox}, uid : dial tcp 127.0.0.1:{port}: connect: connection refused")
+    );
+    assert!(got.get(&3).is_none_or(Vec::is_empty));
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn port_forward_in_the_channel_protocol_opens_each_port_with_its_number() {
+    let agent = Agent::start_loopback().await;
+    agent.sandbox().await;
+    let port = pod_server().await;
+    let closed = closed_port().await;
+    let mut ws = agent
+        .port_forward(&format!("ports={port},{closed}"), "v4.channel.k8s.io")
+        .await;
+    let mut send = vec![0u8];
+    send.extend_from_slice(b"hello\n");
+    ws.send(Message::Binary(Bytes::from(send))).await.unwrap();
+    let mut channels: HashMap<u8, Vec<Vec<u8>>> = HashMap::new();
+    while let Some(Ok(msg)) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap() {
+        match msg {
+            Message::Binary(b) => channels.entry(b[0]).or_default().push(b[1..].to_vec()),
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    // Every channel opens with its port, little-endian, as the Python client checks.
+    for (channel, p) in [(0u8, port), (1, port), (2, closed), (3, closed)] {
+        assert_eq!(channels[&channel][0], p.to_le_bytes(), "channel {channel}");
+    }
+    assert_eq!(channels[&0][1..].concat(), b"pod got: hello\n");
+    assert_eq!(channels[&1].len(), 1, "no error for the open port");
+    let error = String::from_utf8_lossy(&channels[&3][1]).into_owned();
+    assert!(
+        error.contains(&format!("error forwarding port {closed} to pod")),
+        "{error}"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn port_forward_needs_a_running_pod_and_a_known_protocol() {
+    let agent = Agent::start_loopback().await;
+    // No sandbox yet.
+    let mut req = "wss://agent/portForward/default/web".into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    req.headers_mut()
+        .insert("sec-websocket-protocol", "SPDY/3.1+portforward.k8s.io".parse().unwrap());
+    let err = tokio_tungstenite::client_async(req, agent.tls().await)
+        .await
+        .unwrap_err();
+    let tokio_tungstenite::tungstenite::Error::Http(resp) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(resp.status(), 400);
+    let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned();
+    assert!(
+        body.contains("pod \\\"web\\\" in namespace \\\"default\\\" is not running"),
+        "{body}"
+    );
+
+    agent.sandbox().await;
+    let (code, body) = agent.post_text("/portForward/default/web").await;
+    assert_eq!(code, 400, "a POST must be a SPDY upgrade: {body}");
+    let (code, body) = agent.get_text("/portForward/default/web").await;
+    assert_eq!(code, 400, "a GET must be a WebSocket: {body}");
+    agent.stop().await;
+}
