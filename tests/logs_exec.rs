@@ -824,3 +824,72 @@ fn kubectl_port_forward_to_a_closed_port_reports_the_kubelets_error() {
         "stderr:\n{err}"
     );
 }
+
+#[test]
+fn kubectl_port_forward_falls_back_to_spdy_when_told_not_to_tunnel() {
+    // kubectl 1.35 uses SPDY upgraded directly on the connection when WebSocket tunnelling is switched off (and,
+    // unasked, when the WebSocket upgrade fails): the API server forwards that upgrade too.
+    let server = Server::start_with_agent();
+    let manifest = pod_yaml(
+        &server,
+        "spdyfwd",
+        &format!("  containers:\n{}", container("web", r#"["serve"]"#)),
+    );
+    run_pod(&server, "spdyfwd", &manifest);
+    let (out, err) = output_files(&server);
+    let mut child = server
+        .kubectl_cmd(&["port-forward", "pod/spdyfwd", ":8080", "-v=6"])
+        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")
+        .stdin(Stdio::null())
+        .stdout(File::create(&out).expect("create stdout file"))
+        .stderr(File::create(&err).expect("create stderr file"))
+        .spawn()
+        .expect("spawn kubectl");
+    let port = eventually(COMMAND, || {
+        let text = fs::read_to_string(&out).unwrap_or_default();
+        let rest = text.split("Forwarding from 127.0.0.1:").nth(1)?.to_string();
+        rest.split_whitespace().next()?.parse::<u16>().ok()
+    });
+    let reply = port.map(http_get_local).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = fs::read_to_string(&err).unwrap_or_default();
+    assert!(
+        reply.contains("Hello from spdyfwd"),
+        "reply {reply:?}\nkubectl stderr:\n{log}"
+    );
+    assert!(
+        log.contains(r#"verb="POST""#) && log.contains("101 Switching Protocols"),
+        "kubectl did not use the SPDY upgrade:\n{log}"
+    );
+}
+
+#[test]
+fn the_python_client_forwards_a_pods_port() {
+    let python = python();
+    let server = Server::start_with_agent();
+    let manifest = pod_yaml(
+        &server,
+        "pyfwd",
+        &format!("  containers:\n{}", container("web", r#"["serve"]"#)),
+    );
+    run_pod(&server, "pyfwd", &manifest);
+    let script = repo_root().join("tests/python/portforward_test.py");
+    let (out, err) = output_files(&server);
+    let child = Command::new(python)
+        .arg(&script)
+        .args([
+            server.kubeconfig_path().as_os_str(),
+            "default".as_ref(),
+            "pyfwd".as_ref(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(File::create(&out).expect("create stdout file"))
+        .stderr(File::create(&err).expect("create stderr file"))
+        .spawn()
+        .expect("run python");
+    let run = finish(child, Duration::from_secs(300), out, err);
+    let report = format!("--- stdout ---\n{}--- stderr ---\n{}", run.stdout, run.stderr);
+    println!("{report}");
+    assert_eq!(run.code(), Some(0), "portforward_test.py failed:\n{report}");
+}
