@@ -762,9 +762,9 @@ fn port_forward(server: &Server, pod: &str, remote: u16) -> (support::Background
 fn http_get_local(port: u16) -> String {
     use std::io::Read;
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the forwarded port");
-    conn.set_read_timeout(Some(COMMAND)).unwrap();
+    conn.set_read_timeout(Some(COMMAND)).expect("set a read timeout");
     conn.write_all(b"GET / HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n")
-        .unwrap();
+        .expect("send the request");
     let mut reply = String::new();
     let _ = conn.read_to_string(&mut reply);
     reply
