@@ -1095,3 +1095,25 @@ async fn port_forward_needs_a_running_pod_and_a_known_protocol() {
     assert_eq!(code, 400, "a GET must be a WebSocket: {body}");
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn port_forward_moves_a_megabyte_each_way_without_window_updates() {
+    // kubectl's SPDY library sends no WINDOW_UPDATE, so neither side may wait for one: far more than SPDY's initial
+    // 64 KiB window must pass in both directions.
+    let agent = Agent::start_loopback().await;
+    agent.sandbox().await;
+    let port = pod_server().await;
+    let mut client = SpdyClient::new(agent.port_forward("", "SPDY/3.1+portforward.k8s.io").await);
+    client.open(1, "error", port, 0).await;
+    client.open(3, "data", port, 0).await;
+    let payload: Vec<u8> = (0..1024 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
+    let payload: &'static [u8] = Box::leak(payload.into_boxed_slice());
+    for (i, chunk) in payload.chunks(32 * 1024).enumerate() {
+        let last = (i + 1) * 32 * 1024 >= payload.len();
+        client.send(data(3, chunk, last)).await;
+    }
+    let (_, got) = client.until_finished(&[1, 3]).await;
+    assert_eq!(got[&3].len(), b"pod got: ".len() + payload.len());
+    assert!(got[&3].ends_with(payload));
+    agent.stop().await;
+}
