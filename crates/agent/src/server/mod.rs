@@ -28,7 +28,7 @@
 //!   the container's main process ([`attach`]).
 //! * `GET /portForward/{namespace}/{pod}` (WebSocket: SPDY/3.1 tunnelled for kubectl, or `v4.channel.k8s.io`
 //!   with `?ports=` for Python) and `POST` (SPDY/3.1 upgrade) forward connections to the pod's IP
-//!   ([`portforward`], over [`spdy`]).
+//!   ([`portforward`], over `spdy.rs`).
 //! * `GET /healthz`.
 //!
 //! Errors are Kubernetes `Status` objects, so the API server can hand them to kubectl unchanged.

@@ -23,6 +23,12 @@
 //! be made is reported on the error stream in the kubelet's words (`error forwarding port 8080 to pod …, uid : …`)
 //! and both streams are closed. RST_STREAM from the client drops the connection; PINGs are echoed; GOAWAY, the end
 //! of the transport or the agent's shutdown end the session and every connection in it.
+//!
+//! # Back-pressure
+//! SPDY's flow control is not used (see `spdy.rs`): kubectl's spdystream and the kubelet's both ignore it.
+//! Instead each pod connection takes at most a few frames of the client's data ahead of the pod; past that the
+//! session stops reading the transport until the pod catches up, which also holds up the session's other
+//! connections, as a kubelet's spdystream session does. Output to the client waits for the transport likewise.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
