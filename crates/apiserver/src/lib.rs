@@ -52,8 +52,8 @@ pub struct AppState {
     pub shutdown: signal::Receiver<bool>,
     /// The address clients should use (reported in `/api` discovery and the `kubernetes` Endpoints).
     pub advertise: std::net::SocketAddr,
-    /// Dials node agents for `pods/log`, `pods/exec`, `pods/attach` and `pods/portforward`; [`proxy::AgentClient::disabled`] until the server
-    /// sets the cluster token.
+    /// Dials node agents for `pods/log`, `pods/exec`, `pods/attach` and `pods/portforward`;
+    /// [`proxy::AgentClient::disabled`] until the server sets the cluster token.
     pub agents: proxy::AgentClient,
 }
 
