@@ -9,10 +9,11 @@ import json
 import sys
 import threading
 import time
-import traceback
 
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
+
+import checks
 
 NS = "pytest-ns"
 
@@ -201,17 +202,7 @@ CHECKS = [
 
 def main():
     config.load_kube_config(config_file=sys.argv[1])
-    core, apps = client.CoreV1Api(), client.AppsV1Api()
-    failed = 0
-    for check in CHECKS:
-        try:
-            check(core, apps)
-            print(f"ok {check.__name__}", flush=True)
-        except Exception:  # Report every check, not just the first failure.
-            failed += 1
-            print(f"FAIL {check.__name__}\n{traceback.format_exc()}", flush=True)
-    print(f"{len(CHECKS) - failed} passed, {failed} failed", flush=True)
-    return 1 if failed else 0
+    return checks.run(CHECKS, client.CoreV1Api(), client.AppsV1Api())
 
 
 if __name__ == "__main__":

@@ -12,11 +12,12 @@ import json
 import re
 import sys
 import time
-import traceback
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import stream
+
+import checks
 
 # Generous: the machine running the tests may be loaded.
 TIMEOUT = 60
@@ -138,17 +139,7 @@ CHECKS = [
 def main():
     kubeconfig, ns, pod = sys.argv[1:4]
     config.load_kube_config(config_file=kubeconfig)
-    core = client.CoreV1Api()
-    failed = 0
-    for check in CHECKS:
-        try:
-            check(core, ns, pod)
-            print(f"ok {check.__name__}", flush=True)
-        except Exception:  # Report every check, not just the first failure.
-            failed += 1
-            print(f"FAIL {check.__name__}\n{traceback.format_exc()}", flush=True)
-    print(f"{len(CHECKS) - failed} passed, {failed} failed", flush=True)
-    return 1 if failed else 0
+    return checks.run(CHECKS, client.CoreV1Api(), ns, pod)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,11 @@ then an `N passed, N failed` line; exits 1 if any check failed.
 """
 
 import sys
-import traceback
 
 from kubernetes import client, config
 from kubernetes.stream import portforward
+
+import checks
 
 # Generous: the machine running the tests may be loaded.
 TIMEOUT = 60
@@ -65,17 +66,7 @@ CHECKS = [
 def main():
     kubeconfig, ns, pod = sys.argv[1:4]
     config.load_kube_config(config_file=kubeconfig)
-    core = client.CoreV1Api()
-    failed = 0
-    for check in CHECKS:
-        try:
-            check(core, ns, pod)
-            print(f"ok {check.__name__}", flush=True)
-        except Exception:  # Report every check, not just the first failure.
-            failed += 1
-            print(f"FAIL {check.__name__}\n{traceback.format_exc()}", flush=True)
-    print(f"{len(CHECKS) - failed} passed, {failed} failed", flush=True)
-    return 1 if failed else 0
+    return checks.run(CHECKS, client.CoreV1Api(), ns, pod)
 
 
 if __name__ == "__main__":
