@@ -15,7 +15,7 @@ mod support;
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -510,6 +510,23 @@ fn kubectl_exec_it_gives_an_interactive_shell_on_a_terminal() {
     assert_eq!(run.code(), Some(0), "{}", run.describe("exec -it sh; exit 0"));
 }
 
+/// Runs `tests/python/<script> KUBECONFIG default <pod>` and fails the test unless every check in it passed.
+fn run_python_checks(python: &Path, server: &Server, script: &str, pod: &str) {
+    let (out, err) = output_files(server);
+    let child = Command::new(python)
+        .arg(repo_root().join("tests/python").join(script))
+        .args([server.kubeconfig_path().as_os_str(), "default".as_ref(), pod.as_ref()])
+        .stdin(Stdio::null())
+        .stdout(File::create(&out).expect("create stdout file"))
+        .stderr(File::create(&err).expect("create stderr file"))
+        .spawn()
+        .expect("run python");
+    let run = finish(child, Duration::from_secs(300), out, err);
+    let report = format!("--- stdout ---\n{}--- stderr ---\n{}", run.stdout, run.stderr);
+    println!("{report}");
+    assert_eq!(run.code(), Some(0), "{script} failed:\n{report}");
+}
+
 #[test]
 fn the_python_client_execs_and_reads_logs() {
     let python = python();
@@ -525,24 +542,7 @@ fn the_python_client_execs_and_reads_logs() {
     run_pod(&server, "pyclient", &manifest);
     wait_ticks(&server, &["logs", "pyclient"], 5);
 
-    let script = repo_root().join("tests/python/logs_exec_test.py");
-    let (out, err) = output_files(&server);
-    let child = Command::new(python)
-        .arg(&script)
-        .args([
-            server.kubeconfig_path().as_os_str(),
-            "default".as_ref(),
-            "pyclient".as_ref(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(File::create(&out).expect("create stdout file"))
-        .stderr(File::create(&err).expect("create stderr file"))
-        .spawn()
-        .expect("run python");
-    let run = finish(child, Duration::from_secs(300), out, err);
-    let report = format!("--- stdout ---\n{}--- stderr ---\n{}", run.stdout, run.stderr);
-    println!("{report}");
-    assert_eq!(run.code(), Some(0), "logs_exec_test.py failed:\n{report}");
+    run_python_checks(python, &server, "logs_exec_test.py", "pyclient");
 }
 
 /// Starts a pod whose only container, `main`, runs `cat` on an open stdin (`stdin: true`), and waits until it runs.
@@ -721,24 +721,7 @@ fn the_python_client_attaches_to_a_pods_stdin() {
     let python = python();
     let server = Server::start_with_agent();
     cat_pod(&server, "pyattach");
-    let script = repo_root().join("tests/python/attach_test.py");
-    let (out, err) = output_files(&server);
-    let child = Command::new(python)
-        .arg(&script)
-        .args([
-            server.kubeconfig_path().as_os_str(),
-            "default".as_ref(),
-            "pyattach".as_ref(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(File::create(&out).expect("create stdout file"))
-        .stderr(File::create(&err).expect("create stderr file"))
-        .spawn()
-        .expect("run python");
-    let run = finish(child, Duration::from_secs(300), out, err);
-    let report = format!("--- stdout ---\n{}--- stderr ---\n{}", run.stdout, run.stderr);
-    println!("{report}");
-    assert_eq!(run.code(), Some(0), "attach_test.py failed:\n{report}");
+    run_python_checks(python, &server, "attach_test.py", "pyattach");
     assert_eq!(
         server.kubectl_ok(&["logs", "pyattach"]),
         "typed into the pod\nonce more\n"
@@ -874,22 +857,5 @@ fn the_python_client_forwards_a_pods_port() {
         &format!("  containers:\n{}", container("web", r#"["serve"]"#)),
     );
     run_pod(&server, "pyfwd", &manifest);
-    let script = repo_root().join("tests/python/portforward_test.py");
-    let (out, err) = output_files(&server);
-    let child = Command::new(python)
-        .arg(&script)
-        .args([
-            server.kubeconfig_path().as_os_str(),
-            "default".as_ref(),
-            "pyfwd".as_ref(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(File::create(&out).expect("create stdout file"))
-        .stderr(File::create(&err).expect("create stderr file"))
-        .spawn()
-        .expect("run python");
-    let run = finish(child, Duration::from_secs(300), out, err);
-    let report = format!("--- stdout ---\n{}--- stderr ---\n{}", run.stdout, run.stderr);
-    println!("{report}");
-    assert_eq!(run.code(), Some(0), "portforward_test.py failed:\n{report}");
+    run_python_checks(python, &server, "portforward_test.py", "pyfwd");
 }
