@@ -30,7 +30,8 @@
 //! session stops reading the transport until the pod catches up, which also holds up the session's other
 //! connections, as a kubelet's spdystream session does. Output to the client waits for the transport likewise.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -42,7 +43,6 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
 use futures::{Sink, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
-use std::collections::BTreeMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -473,7 +473,7 @@ async fn forward(
     port: u16,
     error: u32,
     data: u32,
-    mut from_client: mpsc::Receiver<Option<Bytes>>,
+    from_client: mpsc::Receiver<Option<Bytes>>,
     frames: mpsc::Sender<Frame>,
 ) {
     let fin = |stream_id| Frame::Data {
@@ -497,41 +497,16 @@ async fn forward(
             return;
         }
     };
-    let (mut pod_read, mut pod_write) = tcp.into_split();
-    let to_pod = async move {
-        while let Some(Some(bytes)) = from_client.recv().await {
-            if pod_write.write_all(&bytes).await.is_err() {
-                break;
-            }
-        }
-        // The client's FIN (or its stream going away): half-close, so the pod sees the end of its input.
-        let _ = pod_write.shutdown().await;
-        // The pod may still answer; the connection ends with its side.
-        futures::future::pending::<()>().await;
-    };
-    let to_client = async {
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            match pod_read.read(&mut buf).await {
-                Ok(n) if n > 0 => {
-                    let frame = Frame::Data {
-                        stream_id: data,
-                        fin: false,
-                        data: Bytes::copy_from_slice(&buf[..n]),
-                    };
-                    if frames.send(frame).await.is_err() {
-                        return;
-                    }
-                }
-                _ => return,
-            }
-        }
-    };
-    // Like the kubelet, the connection is over when the pod's side ends; the client's FIN only half-closes.
-    tokio::select! {
-        _ = to_client => {}
-        _ = to_pod => {}
-    }
+    splice(tcp, from_client, |bytes| {
+        let frame = Frame::Data {
+            stream_id: data,
+            fin: false,
+            data: Bytes::copy_from_slice(bytes),
+        };
+        let frames = frames.clone();
+        async move { frames.send(frame).await.is_ok() }
+    })
+    .await;
     let _ = frames.send(fin(data)).await;
     let _ = frames.send(fin(error)).await;
 }
@@ -606,7 +581,7 @@ async fn forward_channel(
     target: PodTarget,
     port: u16,
     channel: usize,
-    mut from_client: mpsc::Receiver<Option<Bytes>>,
+    from_client: mpsc::Receiver<Option<Bytes>>,
     messages: mpsc::Sender<Message>,
 ) {
     let tcp = match target.dial(port).await {
@@ -616,6 +591,22 @@ async fn forward_channel(
             return;
         }
     };
+    splice(tcp, from_client, |bytes| {
+        let message = binary(channel, bytes);
+        let messages = messages.clone();
+        async move { messages.send(message).await.is_ok() }
+    })
+    .await;
+}
+
+/// Copies between one pod connection and one client stream until the pod's side ends (like the kubelet: the
+/// client's end of input, `None` or a closed receiver, only half-closes the connection). `send` hands a chunk of
+/// the pod's output to the client and says whether the client is still there.
+async fn splice<F, Fut>(tcp: TcpStream, mut from_client: mpsc::Receiver<Option<Bytes>>, mut send: F)
+where
+    F: FnMut(&[u8]) -> Fut,
+    Fut: Future<Output = bool>,
+{
     let (mut pod_read, mut pod_write) = tcp.into_split();
     let to_pod = async move {
         while let Some(Some(bytes)) = from_client.recv().await {
@@ -624,12 +615,13 @@ async fn forward_channel(
             }
         }
         let _ = pod_write.shutdown().await;
+        // The pod may still answer; the connection ends with its side.
         futures::future::pending::<()>().await;
     };
     let to_client = async {
         let mut buf = vec![0u8; CHUNK];
         while let Ok(n) = pod_read.read(&mut buf).await {
-            if n == 0 || messages.send(binary(channel, &buf[..n])).await.is_err() {
+            if n == 0 || !send(&buf[..n]).await {
                 return;
             }
         }
