@@ -18,9 +18,10 @@ pub struct Quantity {
 const NANO: i128 = 1_000_000_000;
 
 impl Quantity {
-    /// Parses a quantity string; `None` if it is not one.
+    /// Parses a quantity string; `None` if it is not one. Like upstream's `ParseQuantity`, whitespace around
+    /// the number is not part of the grammar: `" 1"` is refused, so no stored object carries a quantity that a
+    /// client decoding it strictly (upstream's protobuf decoder does) would fail on.
     pub fn parse(s: &str) -> Option<Quantity> {
-        let s = s.trim();
         let (neg, rest) = match s.as_bytes().first()? {
             b'-' => (true, &s[1..]),
             b'+' => (false, &s[1..]),
@@ -133,7 +134,9 @@ mod tests {
 
     #[test]
     fn rejects_what_upstream_rejects() {
-        for bad in ["", "abc", "1x", "1.2.3", "Gi", "1 Gi", "--1", "1Kb", "."] {
+        for bad in [
+            "", "abc", "1x", "1.2.3", "Gi", "1 Gi", "--1", "1Kb", ".", " 1", "1 ", "\t1", "1\n", " ", "+ 1",
+        ] {
             check(bad, None);
         }
     }

@@ -212,6 +212,152 @@ fn pod_spec_problems_use_upstream_paths_and_messages() {
     }
 }
 
+/// A pod with one emptyDir volume `v` mounted by container `a` with the given extra mount fields.
+fn pod_mounting(mount: Value) -> Value {
+    let mut m = json!({"name": "v", "mountPath": "/v"});
+    if let (Some(m), Some(extra)) = (m.as_object_mut(), mount.as_object()) {
+        m.extend(extra.clone());
+    }
+    pod(
+        json!({"volumes": [{"name": "v", "emptyDir": {}}], "containers": [{"name": "a", "image": "x", "volumeMounts": [m]}]}),
+    )
+}
+
+#[test]
+fn sub_paths_must_stay_inside_their_volume() {
+    let ok: &[&str] = &[];
+    let cases: Vec<(Value, &[&str])> = vec![
+        (json!({"subPath": "conf/app.yaml"}), ok),
+        (json!({"subPath": "a/..b/c.."}), ok),
+        (json!({"subPathExpr": "logs/$(POD_NAME)"}), ok),
+        (
+            json!({"subPath": "/etc"}),
+            &["spec.containers[0].volumeMounts.subPath: Invalid value: \"/etc\": must be a relative path"],
+        ),
+        (
+            json!({"subPath": "../../.."}),
+            &["spec.containers[0].volumeMounts.subPath: Invalid value: \"../../..\": must not contain '..'"],
+        ),
+        (
+            json!({"subPath": "a/b/.."}),
+            &["spec.containers[0].volumeMounts.subPath: Invalid value: \"a/b/..\": must not contain '..'"],
+        ),
+        (
+            json!({"subPath": "/../x"}),
+            &[
+                "spec.containers[0].volumeMounts.subPath: Invalid value: \"/../x\": must be a relative path",
+                "spec.containers[0].volumeMounts.subPath: Invalid value: \"/../x\": must not contain '..'",
+            ],
+        ),
+        (
+            json!({"subPathExpr": "$(X)/../.."}),
+            &["spec.containers[0].volumeMounts.subPathExpr: Invalid value: \"$(X)/../..\": must not contain '..'"],
+        ),
+        (
+            json!({"subPathExpr": "/$(X)"}),
+            &["spec.containers[0].volumeMounts.subPathExpr: Invalid value: \"/$(X)\": must be a relative path"],
+        ),
+        (
+            json!({"subPath": "a", "subPathExpr": "$(X)"}),
+            &["spec.containers[0].volumeMounts[0].subPathExpr: Invalid value: \"$(X)\": subPathExpr and subPath are mutually exclusive"],
+        ),
+    ];
+    for (mount, expected) in cases {
+        assert_eq!(problems("Pod", &pod_mounting(mount.clone()), None), expected, "{mount}");
+    }
+    // Every pod template is checked the same way, with the template's path.
+    let template = json!({"metadata": {"labels": {"a": "b"}}, "spec": {
+        "volumes": [{"name": "v", "emptyDir": {}}],
+        "initContainers": [{"name": "i", "image": "x", "volumeMounts": [{"name": "v", "mountPath": "/v", "subPath": "/"}]}],
+        "containers": [{"name": "c", "image": "x", "volumeMounts": [{"name": "v", "mountPath": "/v", "subPath": ".."}]}]}});
+    let expected = [
+        "spec.template.spec.initContainers[0].volumeMounts.subPath: Invalid value: \"/\": must be a relative path",
+        "spec.template.spec.containers[0].volumeMounts.subPath: Invalid value: \"..\": must not contain '..'",
+    ];
+    for kind in ["Deployment", "ReplicaSet", "ReplicationController"] {
+        let mut obj = json!({"metadata": {"name": "w", "namespace": "d"},
+                             "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": template}});
+        if kind == "ReplicationController" {
+            obj["spec"]["selector"] = json!({"a": "b"});
+        }
+        crate::defaults::apply(kind, &mut obj);
+        assert_eq!(problems(kind, &obj, None), expected, "{kind}");
+    }
+}
+
+#[test]
+fn security_settings_berth_cannot_honour_are_refused() {
+    let ok: &[&str] = &[];
+    let c = |sc: Value| json!({"containers": [{"name": "a", "image": "x", "securityContext": sc}]});
+    let cases: Vec<(Value, &[&str])> = vec![
+        // Honoured or harmless: no host namespaces asked for, dropped capabilities, the runtime's own profiles.
+        (json!({"hostNetwork": false, "hostPID": false, "hostIPC": false, "containers": [{"name": "a", "image": "x"}]}), ok),
+        (c(json!({"capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}})), ok),
+        (
+            json!({"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}, "appArmorProfile": {"type": "RuntimeDefault"}, "sysctls": []},
+                   "containers": [{"name": "a", "image": "x"}]}),
+            ok,
+        ),
+        (
+            json!({"hostNetwork": true, "hostPID": true, "hostIPC": true, "containers": [{"name": "a", "image": "x"}]}),
+            &[
+                "spec.hostNetwork: Forbidden: not supported by berth: pods always get their own network, PID and IPC namespaces",
+                "spec.hostPID: Forbidden: not supported by berth: pods always get their own network, PID and IPC namespaces",
+                "spec.hostIPC: Forbidden: not supported by berth: pods always get their own network, PID and IPC namespaces",
+            ],
+        ),
+        (
+            json!({"securityContext": {"sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}],
+                                       "seccompProfile": {"type": "Unconfined"}},
+                   "containers": [{"name": "a", "image": "x"}]}),
+            &[
+                "spec.securityContext.sysctls: Forbidden: not supported by berth: sysctls cannot be set",
+                "spec.securityContext.seccompProfile.type: Forbidden: not supported by berth: only RuntimeDefault (the container runtime's default profile)",
+            ],
+        ),
+        (
+            c(json!({"capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]},
+                     "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"},
+                     "appArmorProfile": {"type": "Unconfined"}})),
+            &[
+                "spec.containers[0].securityContext.capabilities.add: Forbidden: not supported by berth: capabilities can be dropped, not added",
+                "spec.containers[0].securityContext.seccompProfile.type: Forbidden: not supported by berth: only RuntimeDefault (the container runtime's default profile)",
+                "spec.containers[0].securityContext.appArmorProfile.type: Forbidden: not supported by berth: only RuntimeDefault (the container runtime's default profile)",
+            ],
+        ),
+    ];
+    for (spec, expected) in cases {
+        assert_eq!(problems("Pod", &pod(spec.clone()), None), expected, "{spec}");
+    }
+    let mut d = deployment(json!({"matchLabels": {"app": "x"}}), json!({"app": "x"}));
+    d["spec"]["template"]["spec"]["hostNetwork"] = json!(true);
+    d["spec"]["template"]["spec"]["containers"][0]["securityContext"] = json!({"capabilities": {"add": ["SYS_ADMIN"]}});
+    assert_eq!(
+        problems("Deployment", &d, None),
+        [
+            "spec.template.spec.containers[0].securityContext.capabilities.add: Forbidden: not supported by berth: capabilities can be dropped, not added",
+            "spec.template.spec.hostNetwork: Forbidden: not supported by berth: pods always get their own network, PID and IPC namespaces",
+        ]
+    );
+}
+
+#[test]
+fn quantities_with_surrounding_whitespace_are_refused() {
+    for text in [" 1", "1 ", "\t500m"] {
+        let p = pod(json!({"containers": [{"name": "a", "image": "x", "resources": {"requests": {"cpu": text}}}]}));
+        assert_eq!(
+            problems("Pod", &p, None),
+            [format!(
+                "spec.containers[0].resources.requests[cpu]: Invalid value: {}: {}",
+                go_quote(text),
+                quantity::QUANTITY_REGEX_ERROR
+            )],
+            "{text:?}"
+        );
+        assert!(decode_error("Pod", &p).is_some(), "{text:?}");
+    }
+}
+
 #[test]
 fn pod_updates_may_only_change_images_and_a_few_fields() {
     let old = pod(json!({"containers": [{"name": "a", "image": "nginx:1"}]}));
