@@ -14,8 +14,8 @@ const WORKLOAD_BINARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/berth-w
 /// Names linked to `/workload` in `/bin`: with `PATH=/bin`, exec probes such as `cat /tmp/healthy` and
 /// `kubectl exec pod -- sh` find them, and the program picks the applet from the name it was started as.
 const APPLET_LINKS: &[&str] = &[
-    "sh", "cat", "echo", "ls", "sleep", "touch", "rm", "mkdir", "env", "true", "false", "hostname", "wget", "get",
-    "pause", "serve",
+    "sh", "cat", "echo", "ls", "sleep", "touch", "rm", "mkdir", "ln", "env", "true", "false", "hostname", "wget",
+    "get", "pause", "serve",
 ];
 
 /// Builds the workload image ([`WORKLOAD_IMAGE`]). Its default command serves HTTP on 8080; `pause` makes it the

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 /// Every applet name. The image links `/bin/<name>` to the workload for most of them.
 pub const NAMES: &[&str] = &[
-    "serve", "pause", "sh", "cat", "echo", "ls", "sleep", "touch", "rm", "mkdir", "env", "true", "false", "exit",
+    "serve", "pause", "sh", "cat", "echo", "ls", "sleep", "touch", "rm", "mkdir", "ln", "env", "true", "false", "exit",
     "hostname", "wget", "get",
 ];
 
@@ -42,6 +42,7 @@ pub fn run(name: &str, args: &[String], out: &mut dyn Write) -> i32 {
         "touch" => touch(args),
         "rm" => rm(args),
         "mkdir" => mkdir(args),
+        "ln" => ln(args),
         "env" => env(out),
         "hostname" => writeln!(out, "{}", hostname()).map(|_| 0),
         _ => {
@@ -255,6 +256,38 @@ fn mkdir(args: &[String]) -> io::Result<i32> {
     Ok(status)
 }
 
+/// `ln [-s] [-f] TARGET LINK`: a hard link, or with `-s` a symbolic one whose target is stored as written
+/// (berth's tests plant symlinks in volumes this way to check that the agent never follows them out).
+fn ln(args: &[String]) -> io::Result<i32> {
+    let (flags, operands) = split_flags(args);
+    let [target, link] = operands else {
+        eprintln!("usage: ln [-s] [-f] TARGET LINK");
+        return Ok(2);
+    };
+    if flags.contains('f') {
+        match fs::remove_file(link) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => {
+                eprintln!("ln: {link}: {err}");
+                return Ok(1);
+            }
+        }
+    }
+    let made = if flags.contains('s') {
+        std::os::unix::fs::symlink(target, link)
+    } else {
+        fs::hard_link(target, link)
+    };
+    match made {
+        Ok(()) => Ok(0),
+        Err(err) => {
+            eprintln!("ln: {link}: {err}");
+            Ok(1)
+        }
+    }
+}
+
 fn env(out: &mut dyn Write) -> io::Result<i32> {
     let mut vars: Vec<(String, String)> = std::env::vars_os()
         .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
@@ -297,6 +330,13 @@ mod tests {
         assert_eq!(run_captured("ls", &[&format!("{dir}/a")]), (0, "b\nfile\n".to_string()));
         assert_eq!(run_captured("cat", &[&file]), (0, String::new()));
         assert_eq!(run_captured("cat", &[&format!("{dir}/missing")]).0, 1);
+        let link = format!("{dir}/a/link");
+        assert_eq!(run_captured("ln", &["-s", "../..", &link]).0, 0);
+        assert_eq!(std::fs::read_link(&link).unwrap(), std::path::Path::new("../.."));
+        assert_eq!(run_captured("ln", &["-s", "/", &link]).0, 1, "the link exists");
+        assert_eq!(run_captured("ln", &["-sf", "/", &link]).0, 0);
+        assert_eq!(std::fs::read_link(&link).unwrap(), std::path::Path::new("/"));
+        assert_eq!(run_captured("rm", &[&link]).0, 0);
         assert_eq!(run_captured("rm", &[&file]).0, 0);
         assert_eq!(run_captured("rm", &[&file]).0, 1);
         assert_eq!(run_captured("rm", &["-f", &file]).0, 0);

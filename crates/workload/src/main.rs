@@ -20,6 +20,7 @@
 //! | `touch FILE...`             | creates files or updates their modification time                              |
 //! | `rm [-f] [-r] PATH...`      | removes files (directories with `-r`)                                          |
 //! | `mkdir [-p] DIR...`         | creates directories                                                            |
+//! | `ln [-s] [-f] TARGET LINK`  | creates a hard link, or a symbolic link with `-s`                              |
 //! | `env`                       | prints the environment                                                         |
 //! | `true`, `false`, `exit N`   | exit 0, 1, N                                                                   |
 //! | `hostname`                  | prints the host name (the pod name in a pod)                                   |
