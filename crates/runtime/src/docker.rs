@@ -587,6 +587,7 @@ fn create_body(config: &ContainerConfig) -> ContainerCreateBody {
         cpu_shares: config.cpu_shares,
         readonly_rootfs: Some(config.read_only_root_fs),
         privileged: Some(config.privileged),
+        cap_drop: (!config.cap_drop.is_empty()).then(|| config.cap_drop.clone()),
         log_config: Some(HostConfigLogConfig {
             typ: Some("json-file".into()),
             config: Some(HashMap::from([

@@ -81,6 +81,9 @@ pub struct ContainerConfig {
     pub user: Option<String>,
     pub read_only_root_fs: bool,
     pub privileged: bool,
+    /// Linux capabilities to drop from the runtime's default set (`ALL` or names such as `NET_RAW`): Kubernetes
+    /// `securityContext.capabilities.drop`.
+    pub cap_drop: Vec<String>,
     pub tty: bool,
     /// Keep stdin open (Kubernetes `stdin: true`).
     pub open_stdin: bool,

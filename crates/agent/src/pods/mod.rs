@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod env;
 pub mod spec;
 pub mod status;
+mod subpath;
 mod volumes;
 mod worker;
 
@@ -139,7 +140,8 @@ async fn resubscribe(
     ctx.runtime.events(&labels::for_node(&ctx.config.node_name))
 }
 
-/// Removes this node's containers whose pod is not in the API server's list (deleted while the agent was down).
+/// Removes this node's containers whose pod is not in the API server's list (deleted while the agent was down),
+/// then those pods' volume directories and subPath mounts.
 /// Containers created after the list was complete belong to pods that arrived since, and are left alone.
 async fn remove_orphans(ctx: Arc<Context>, live: HashSet<String>, listed_at: chrono::DateTime<chrono::Utc>) {
     let containers = match ctx
@@ -168,4 +170,5 @@ async fn remove_orphans(ctx: Arc<Context>, live: HashSet<String>, listed_at: chr
             tracing::warn!(%error, container = %c.name, "removing orphan failed");
         }
     }
+    volumes::remove_orphans(&ctx, &live, listed_at.into()).await;
 }

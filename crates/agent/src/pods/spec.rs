@@ -25,6 +25,9 @@ pub struct ContainerPlan<'a> {
     pub env: Vec<(String, String)>,
     /// Host directory of each pod volume, by volume name.
     pub volumes: &'a BTreeMap<String, VolumePath>,
+    /// The prepared subPath mount target of each of the container's mounts that has a subPath (see
+    /// [`sub_paths`]), by mount index. Docker gets these paths, never a path inside a volume.
+    pub sub_paths: &'a BTreeMap<usize, String>,
     pub allow_privileged: bool,
 }
 
@@ -70,16 +73,21 @@ pub fn container_config(plan: ContainerPlan<'_>) -> Result<ContainerConfig, Stri
         (None, None) => None,
     };
     let mut mounts = Vec::new();
-    for m in c.volume_mounts.iter().flatten() {
+    for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
         let volume = plan
             .volumes
             .get(&m.name)
             .ok_or_else(|| format!("cannot find volume {:?} to mount into container {:?}", m.name, c.name))?;
-        let host_path = match m.sub_path.as_deref().filter(|p| !p.is_empty()) {
-            Some(sub) if sub.split('/').any(|part| part == "..") || sub.starts_with('/') => {
-                return Err(format!("subPath {sub:?} must be a relative path without '..'"));
+        let host_path = match plan.sub_paths.get(&i) {
+            Some(target) => target.clone(),
+            // Never fall back to joining the subPath onto the volume path: Docker would follow symlinks a
+            // container planted there (see `subpath`).
+            None if has_sub_path(m) => {
+                return Err(format!(
+                    "subPath of volumeMount {:?} of container {:?} was not prepared",
+                    m.name, c.name
+                ));
             }
-            Some(sub) => format!("{}/{}", volume.host_path, sub),
             None => volume.host_path.clone(),
         };
         mounts.push(Mount {
@@ -107,11 +115,65 @@ pub fn container_config(plan: ContainerPlan<'_>) -> Result<ContainerConfig, Stri
         user,
         read_only_root_fs: security.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
         privileged,
+        // Dropping capabilities only ever reduces privilege, so it is honoured; adding them is refused by the API
+        // server until access control can decide who may (see the validation of `capabilities.add`).
+        cap_drop: security
+            .and_then(|s| s.capabilities.as_ref())
+            .and_then(|caps| caps.drop.clone())
+            .unwrap_or_default(),
         tty: c.tty.unwrap_or(false),
         open_stdin: c.stdin.unwrap_or(false),
         stdin_once: c.stdin.unwrap_or(false) && c.stdin_once.unwrap_or(false),
         port_bindings: Vec::new(),
     })
+}
+
+/// The subPath of each of `c`'s volume mounts that has one, by mount index: `subPath` as written, or
+/// `subPathExpr` with `$(VAR)` expanded from the container's environment (upstream's
+/// `ExpandContainerVolumeMounts`: a variable that is unset or empty is an error, not an empty path segment).
+/// Absolute paths and `..` are refused here with the kubelet's messages, before anything touches the disk; the
+/// API server refuses them too, but a subPathExpr can only be checked once expanded. Errors are
+/// `CreateContainerConfigError` messages.
+pub fn sub_paths(c: &Container, env: &[(String, String)]) -> Result<Vec<(usize, String)>, String> {
+    let mut out = Vec::new();
+    for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
+        let sub_path = match (m.sub_path.as_deref(), m.sub_path_expr.as_deref()) {
+            (Some(p), _) if !p.is_empty() => p.to_string(),
+            (_, Some(expr)) if !expr.is_empty() => {
+                let missing = std::cell::RefCell::new(std::collections::BTreeSet::new());
+                let expanded = crate::pods::env::expand_with(expr, |name| {
+                    let value = env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+                    if value.as_deref().is_none_or(str::is_empty) {
+                        missing.borrow_mut().insert(name.to_string());
+                    }
+                    Some(value.unwrap_or_default())
+                });
+                let missing = missing.into_inner();
+                if !missing.is_empty() {
+                    return Err(format!(
+                        "missing value for {}",
+                        missing.into_iter().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+                expanded
+            }
+            _ => continue,
+        };
+        if sub_path.starts_with('/') {
+            return Err(format!("error SubPath `{sub_path}` must not be an absolute path"));
+        }
+        if sub_path.split('/').any(|part| part == "..") {
+            return Err(format!(
+                "unable to provision SubPath `{sub_path}`: must not contain '..'"
+            ));
+        }
+        out.push((i, sub_path));
+    }
+    Ok(out)
+}
+
+fn has_sub_path(m: &k8s_openapi::api::core::v1::VolumeMount) -> bool {
+    m.sub_path.as_deref().is_some_and(|p| !p.is_empty()) || m.sub_path_expr.as_deref().is_some_and(|p| !p.is_empty())
 }
 
 /// The infra container: holds the pod's network namespace (and hostname) for as long as the pod lives, so app
@@ -209,8 +271,69 @@ mod tests {
             infra_id: "infra",
             env: vec![("GREETING".into(), "hi".into())],
             volumes: &volumes,
+            sub_paths: &BTreeMap::from([(1, "/data/pods/u/volume-subpaths/cfg/app/1".to_string())]),
             allow_privileged: false,
         })
+    }
+
+    #[test]
+    fn sub_path_mounts_use_the_prepared_target_never_a_path_inside_the_volume() {
+        let c = config(serde_json::json!({"name": "app", "image": "i:1", "volumeMounts": [
+            {"name": "cfg", "mountPath": "/etc/cfg"},
+            {"name": "cfg", "mountPath": "/etc/app.yaml", "subPath": "app.yaml"}]}))
+        .unwrap();
+        assert_eq!(c.mounts[0].host_path, "/data/cfg");
+        assert_eq!(c.mounts[1].host_path, "/data/pods/u/volume-subpaths/cfg/app/1");
+        // A subPath without a prepared target is an error, not a fallback to `<volume>/<subPath>`.
+        let err = config(serde_json::json!({"name": "app", "image": "i:1", "volumeMounts": [
+            {"name": "cfg", "mountPath": "/x", "subPath": "escape"}]}))
+        .unwrap_err();
+        assert!(err.contains("not prepared"), "{err}");
+    }
+
+    #[test]
+    fn sub_path_expr_is_expanded_from_the_environment_and_checked() {
+        let env = vec![
+            ("POD".to_string(), "web-1".to_string()),
+            ("EMPTY".to_string(), String::new()),
+            ("UP".to_string(), "..".to_string()),
+            ("ROOT".to_string(), "/etc".to_string()),
+        ];
+        let sub_paths = |mounts: serde_json::Value| {
+            let (_, c) = pod(serde_json::json!({"name": "app", "image": "i", "volumeMounts": mounts}));
+            sub_paths(&c, &env)
+        };
+        assert_eq!(
+            sub_paths(serde_json::json!([
+                {"name": "v", "mountPath": "/a"},
+                {"name": "v", "mountPath": "/b", "subPath": "conf/x"},
+                {"name": "v", "mountPath": "/c", "subPathExpr": "logs/$(POD)/$$(POD)"},
+                {"name": "v", "mountPath": "/d", "subPath": ""}])),
+            Ok(vec![(1, "conf/x".to_string()), (2, "logs/web-1/$(POD)".to_string())])
+        );
+        let cases = [
+            ("$(NOPE)/$(EMPTY)", "missing value for EMPTY, NOPE"),
+            (
+                "a/$(UP)/b",
+                "unable to provision SubPath `a/../b`: must not contain '..'",
+            ),
+            ("$(ROOT)", "error SubPath `/etc` must not be an absolute path"),
+        ];
+        for (expr, message) in cases {
+            assert_eq!(
+                sub_paths(serde_json::json!([{"name": "v", "mountPath": "/a", "subPathExpr": expr}])),
+                Err(message.to_string()),
+                "{expr}"
+            );
+        }
+    }
+
+    #[test]
+    fn dropped_capabilities_reach_docker() {
+        let c = config(serde_json::json!({"name": "app", "image": "i:1",
+            "securityContext": {"capabilities": {"drop": ["ALL"]}}}))
+        .unwrap();
+        assert_eq!(c.cap_drop, vec!["ALL".to_string()]);
     }
 
     #[test]

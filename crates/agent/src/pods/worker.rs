@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_runtime::{ContainerInfo, ContainerState, ExecOptions};
+use berth_runtime::{ContainerConfig, ContainerInfo, ContainerState, ExecOptions};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
@@ -531,21 +531,10 @@ impl PodWorker {
             host_ip: &host_ip,
             node_name: &self.identity.node,
         };
-        let config = match env::resolve(&self.ctx.client, sources, &self.pod, c, &downward)
+        let config = match self
+            .container_config(c, kind, attempt, infra_id, volumes, sources, &downward)
             .await
-            .and_then(|env| {
-                spec::container_config(ContainerPlan {
-                    identity: &self.identity,
-                    pod: &self.pod,
-                    container: c,
-                    kind,
-                    attempt,
-                    infra_id,
-                    env,
-                    volumes,
-                    allow_privileged: self.ctx.config.allow_privileged,
-                })
-            }) {
+        {
             Ok(config) => config,
             Err(message) => {
                 self.ctx
@@ -575,6 +564,36 @@ impl PodWorker {
             format!("Created container: {}", c.name),
         );
         self.start_id(c, &field, &id).await;
+    }
+
+    /// The runtime config for a new instance of `c`: its environment, its subPath mounts prepared (safely, see
+    /// `subpath`), then the translation. Errors are `CreateContainerConfigError` messages.
+    #[allow(clippy::too_many_arguments)]
+    async fn container_config(
+        &self,
+        c: &Container,
+        kind: Kind,
+        attempt: u32,
+        infra_id: &str,
+        volumes: &BTreeMap<String, VolumePath>,
+        sources: &mut Sources,
+        downward: &Downward<'_>,
+    ) -> Result<ContainerConfig, String> {
+        let env = env::resolve(&self.ctx.client, sources, &self.pod, c, downward).await?;
+        let wanted = spec::sub_paths(c, &env)?;
+        let sub_paths = volumes::prepare_sub_paths(&self.ctx, &self.identity, c, volumes, wanted).await?;
+        spec::container_config(ContainerPlan {
+            identity: &self.identity,
+            pod: &self.pod,
+            container: c,
+            kind,
+            attempt,
+            infra_id,
+            env,
+            volumes,
+            sub_paths: &sub_paths,
+            allow_privileged: self.ctx.config.allow_privileged,
+        })
     }
 
     /// Starts an instance that was created but never started (the agent stopped in between).
