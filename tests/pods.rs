@@ -700,3 +700,141 @@ fn grpc_probes_gate_readiness_and_restart_a_container_that_is_not_serving() {
         "{previous}"
     );
 }
+
+/// The mount points of this process's mount namespace (the server's and dockerd's too) under `dir`.
+fn mounts_under(dir: &std::path::Path) -> Vec<String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    let dir = dir.to_string_lossy().into_owned();
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|point| point.starts_with(&dir))
+        .map(String::from)
+        .collect()
+}
+
+/// CVE-2017-1002101's attack: one container of a pod plants symlinks in a shared emptyDir (`ln -s / escape`, and a
+/// relative one climbing out), another mounts them with `subPath`. Were the agent to hand Docker
+/// `<volume>/escape`, Docker would follow the link and mount the host's `/` read-write into the pod. The agent
+/// refuses instead: each victim waits with CreateContainerConfigError and never runs.
+#[test]
+fn a_sub_path_symlink_planted_by_a_container_never_reaches_the_host() {
+    let server = Server::start_with_agent();
+    // A file only the host has: a victim that can read it has the host's filesystem.
+    let marker = server.scratch("host-only-marker");
+    std::fs::write(&marker, "host secret").expect("write marker");
+    let host_dir = marker.parent().expect("scratch dir").display().to_string();
+    let marker = marker.display();
+    // `through` reaches the same file through a link in the middle of its subPath, from subPathExpr.
+    let spec = format!(
+        "  restartPolicy: Never\n  volumes:\n  - name: shared\n    emptyDir: {{}}\n\
+         \x20 initContainers:\n  - name: plant\n    image: {IMAGE}\n\
+         \x20   command: [\"sh\", \"-c\", \"ln -s / /vol/escape && ln -s ../../../../../../../../../.. /vol/up\"]\n\
+         \x20   volumeMounts: [{{name: shared, mountPath: /vol}}]\n\
+         \x20 containers:\n\
+         \x20 - name: absolute\n    image: {IMAGE}\n    command: [\"cat\", \"/host{marker}\"]\n\
+         \x20   volumeMounts: [{{name: shared, mountPath: /host, subPath: escape}}]\n\
+         \x20 - name: relative\n    image: {IMAGE}\n    command: [\"cat\", \"/host{marker}\"]\n\
+         \x20   volumeMounts: [{{name: shared, mountPath: /host, subPath: up}}]\n\
+         \x20 - name: through\n    image: {IMAGE}\n    command: [\"cat\", \"/host/host-only-marker\"]\n\
+         \x20   env: [{{name: DIR, value: \"{dir}\"}}]\n\
+         \x20   volumeMounts: [{{name: shared, mountPath: /host, subPathExpr: \"escape/$(DIR)\"}}]\n",
+        dir = host_dir.trim_start_matches('/'),
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &pod_yaml(&server, "escape", &spec));
+    let victims = ["absolute", "relative", "through"];
+    let pod = wait_pod(
+        &server,
+        "escape",
+        Duration::from_secs(60),
+        "every victim settled",
+        |p| {
+            victims.iter().all(|name| {
+                let state = &container_status(p, name)["state"];
+                state["waiting"]["reason"] == "CreateContainerConfigError" || state["terminated"].is_object()
+            })
+        },
+    );
+    for name in victims {
+        let logs = text_of(server.kubectl(&["logs", "escape", "-c", name]).stdout);
+        assert!(
+            !logs.contains("host secret"),
+            "container {name} read the host's file through its subPath"
+        );
+        let state = &container_status(&pod, name)["state"];
+        assert_eq!(
+            state["waiting"]["reason"], "CreateContainerConfigError",
+            "{name}: {state}"
+        );
+        let message = state["waiting"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!(
+                "failed to prepare subPath for volumeMount \"shared\" of container \"{name}\""
+            )) && message.contains("resolves outside its volume"),
+            "{name}: {message}"
+        );
+    }
+    let described = server.kubectl_ok(&["describe", "pod", "escape"]);
+    assert!(described.contains("resolves outside its volume"), "{described}");
+}
+
+fn text_of(bytes: Vec<u8>) -> String {
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// subPath as people use it: one key of a configMap (whose files are `..data` symlinks inside the volume), a
+/// subdirectory of an emptyDir another container filled, and a per-pod directory from `subPathExpr`, created on
+/// demand. The mounts go away with the pod.
+#[test]
+fn sub_paths_into_config_maps_and_empty_dirs_work_and_are_cleaned_up() {
+    let server = Server::start_with_agent();
+    server.kubectl_ok(&["create", "configmap", "settings", "--from-literal=color=blue"]);
+    let spec = format!(
+        "  volumes:\n  - name: cfg\n    configMap:\n      name: settings\n  - name: data\n    emptyDir: {{}}\n\
+         \x20 initContainers:\n  - name: seed\n    image: {IMAGE}\n\
+         \x20   command: [\"sh\", \"-c\", \"mkdir -p /data/sub && echo seeded > /data/sub/file\"]\n\
+         \x20   volumeMounts: [{{name: data, mountPath: /data}}]\n\
+         \x20 containers:\n  - name: app\n    image: {IMAGE}\n\
+         \x20   env:\n    - name: POD\n      valueFrom:\n        fieldRef: {{fieldPath: metadata.name}}\n\
+         \x20   volumeMounts:\n\
+         \x20   - {{name: cfg, mountPath: /etc/app/color, subPath: color}}\n\
+         \x20   - {{name: data, mountPath: /sub, subPath: sub}}\n\
+         \x20   - {{name: data, mountPath: /logs, subPathExpr: \"logs/$(POD)\"}}\n\
+         \x20   - {{name: data, mountPath: /data}}\n"
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &pod_yaml(&server, "subpaths", &spec));
+    let pod = wait_pod(&server, "subpaths", Duration::from_secs(60), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
+    assert_eq!(
+        server.kubectl_ok(&["exec", "subpaths", "--", "cat", "/etc/app/color"]),
+        "blue"
+    );
+    assert_eq!(
+        server.kubectl_ok(&["exec", "subpaths", "--", "cat", "/sub/file"]),
+        "seeded\n"
+    );
+    server.kubectl_ok(&["exec", "subpaths", "--", "touch", "/logs/app.log"]);
+    assert_eq!(
+        server.kubectl_ok(&["exec", "subpaths", "--", "ls", "/data/logs/subpaths"]),
+        "app.log\n"
+    );
+
+    let pod_dir = server.data_dir().join("agent/pods").join(&uid);
+    assert!(
+        !mounts_under(&pod_dir).is_empty(),
+        "no subPath mounts under {}",
+        pod_dir.display()
+    );
+    server.kubectl_ok(&["delete", "pod", "subpaths", "--wait=true", "--timeout=60s"]);
+    let cleaned = eventually(Duration::from_secs(30), || {
+        (mounts_under(&pod_dir).is_empty() && !pod_dir.exists()).then_some(())
+    });
+    assert!(
+        cleaned.is_some(),
+        "mounts left: {:?}, dir exists: {}",
+        mounts_under(&pod_dir),
+        pod_dir.exists()
+    );
+}
