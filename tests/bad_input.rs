@@ -203,3 +203,101 @@ fn an_invalid_label_selector_is_a_bad_request() {
     let err = s.kubectl_err(&["get", "cm", "-l", "a b c"]);
     assert!(err.contains("unable to parse requirement"), "{err}");
 }
+
+/// Pod specs that used to get 201: a subPath leaving its volume, security settings berth would have ignored, and
+/// a quantity with a space in it. Each is refused with upstream's status and field path, and nothing is stored.
+#[test]
+fn pods_that_escape_their_volumes_or_ask_for_unsupported_security_are_refused() {
+    let s = Server::start();
+    let token = s.credentials().token;
+    let pods = "/api/v1/namespaces/default/pods";
+    let post = |name: &str, spec: Value| {
+        let body = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec});
+        s.curl(
+            "POST",
+            pods,
+            Some(&token),
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    };
+    let with_mount = |mount: Value| {
+        serde_json::json!({"volumes": [{"name": "v", "emptyDir": {}}],
+                           "containers": [{"name": "c", "image": "i", "volumeMounts": [mount]}]})
+    };
+    let cases = [
+        (
+            "up",
+            with_mount(serde_json::json!({"name": "v", "mountPath": "/v", "subPath": "../../etc"})),
+            "spec.containers[0].volumeMounts.subPath",
+            "Invalid value: \"../../etc\": must not contain '..'",
+        ),
+        (
+            "absolute",
+            with_mount(serde_json::json!({"name": "v", "mountPath": "/v", "subPathExpr": "/etc/$(X)"})),
+            "spec.containers[0].volumeMounts.subPathExpr",
+            "Invalid value: \"/etc/$(X)\": must be a relative path",
+        ),
+        (
+            "both",
+            with_mount(serde_json::json!({"name": "v", "mountPath": "/v", "subPath": "a", "subPathExpr": "b"})),
+            "spec.containers[0].volumeMounts[0].subPathExpr",
+            "Invalid value: \"b\": subPathExpr and subPath are mutually exclusive",
+        ),
+        (
+            "hostnet",
+            serde_json::json!({"hostNetwork": true, "containers": [{"name": "c", "image": "i"}]}),
+            "spec.hostNetwork",
+            "Forbidden: not supported by berth",
+        ),
+        (
+            "caps",
+            serde_json::json!({"containers": [{"name": "c", "image": "i",
+                "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}]}),
+            "spec.containers[0].securityContext.capabilities.add",
+            "Forbidden: not supported by berth",
+        ),
+        (
+            "unconfined",
+            serde_json::json!({"securityContext": {"seccompProfile": {"type": "Unconfined"}},
+                               "containers": [{"name": "c", "image": "i"}]}),
+            "spec.securityContext.seccompProfile.type",
+            "Forbidden: not supported by berth",
+        ),
+    ];
+    for (name, spec, field, message) in cases {
+        let v = status(422, post(name, spec));
+        assert_eq!(v["reason"], "Invalid", "{v}");
+        let causes = v["details"]["causes"].as_array().expect("causes");
+        assert!(
+            causes
+                .iter()
+                .any(|c| c["field"] == field && c["message"].as_str().unwrap_or_default().starts_with(message)),
+            "{name}: {v}"
+        );
+    }
+    // Not a quantity at all (upstream's decoder refuses " 1" too): a decoding error.
+    let spaced =
+        serde_json::json!({"containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": " 1"}}}]});
+    let v = status(400, post("spaced", spaced));
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("quantities must match"),
+        "{v}"
+    );
+    // Hardened manifests still go through: dropped capabilities and the runtime's default profiles.
+    let hardened = serde_json::json!({"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "c", "image": "i", "securityContext": {"capabilities": {"drop": ["ALL"]}}}]});
+    let (code, body) = post("hardened", hardened);
+    assert_eq!(code, 201, "{body}");
+    let list: Value = serde_json::from_str(&s.kubectl_ok(&["get", "--raw", pods])).expect("list is JSON");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["hardened"]);
+}
