@@ -838,3 +838,36 @@ fn sub_paths_into_config_maps_and_empty_dirs_work_and_are_cleaned_up() {
         pod_dir.exists()
     );
 }
+
+/// A hardened manifest (Pod Security's "restricted" shape, less runAsNonRoot) runs, and what it asked for holds
+/// inside the container: no capabilities, and no_new_privs set.
+#[test]
+fn dropped_capabilities_and_no_privilege_escalation_hold_inside_the_container() {
+    let server = Server::start_with_agent();
+    let spec = format!(
+        "  securityContext:\n    seccompProfile: {{type: RuntimeDefault}}\n\
+         \x20 containers:\n  - name: app\n    image: {IMAGE}\n\
+         \x20   securityContext:\n      allowPrivilegeEscalation: false\n      capabilities: {{drop: [ALL]}}\n"
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &pod_yaml(&server, "hardened", &spec));
+    wait_pod(&server, "hardened", Duration::from_secs(60), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let status = server.kubectl_ok(&["exec", "hardened", "--", "cat", "/proc/self/status"]);
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(field("CapEff:"), "0000000000000000", "{status}");
+    assert_eq!(field("CapBnd:"), "0000000000000000", "{status}");
+    assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+    assert_eq!(
+        field("Seccomp:"),
+        "2",
+        "Docker's default seccomp filter applies:\n{status}"
+    );
+}

@@ -588,6 +588,9 @@ fn create_body(config: &ContainerConfig) -> ContainerCreateBody {
         readonly_rootfs: Some(config.read_only_root_fs),
         privileged: Some(config.privileged),
         cap_drop: (!config.cap_drop.is_empty()).then(|| config.cap_drop.clone()),
+        security_opt: config
+            .no_new_privileges
+            .then(|| vec!["no-new-privileges:true".to_string()]),
         log_config: Some(HostConfigLogConfig {
             typ: Some("json-file".into()),
             config: Some(HashMap::from([

@@ -84,6 +84,9 @@ pub struct ContainerConfig {
     /// Linux capabilities to drop from the runtime's default set (`ALL` or names such as `NET_RAW`): Kubernetes
     /// `securityContext.capabilities.drop`.
     pub cap_drop: Vec<String>,
+    /// Set the `no_new_privs` bit, so setuid binaries and file capabilities cannot raise privilege (Docker's
+    /// `no-new-privileges` security option): Kubernetes `allowPrivilegeEscalation: false`.
+    pub no_new_privileges: bool,
     pub tty: bool,
     /// Keep stdin open (Kubernetes `stdin: true`).
     pub open_stdin: bool,

@@ -121,6 +121,9 @@ pub fn container_config(plan: ContainerPlan<'_>) -> Result<ContainerConfig, Stri
             .and_then(|s| s.capabilities.as_ref())
             .and_then(|caps| caps.drop.clone())
             .unwrap_or_default(),
+        // The kubelet sets no_new_privs only when the field is explicitly false (unset means "allowed", since a
+        // privileged or CAP_SYS_ADMIN container needs it), and so does berth.
+        no_new_privileges: security.and_then(|s| s.allow_privilege_escalation) == Some(false),
         tty: c.tty.unwrap_or(false),
         open_stdin: c.stdin.unwrap_or(false),
         stdin_once: c.stdin.unwrap_or(false) && c.stdin_once.unwrap_or(false),
@@ -329,11 +332,19 @@ mod tests {
     }
 
     #[test]
-    fn dropped_capabilities_reach_docker() {
+    fn dropped_capabilities_and_no_privilege_escalation_reach_docker() {
         let c = config(serde_json::json!({"name": "app", "image": "i:1",
             "securityContext": {"capabilities": {"drop": ["ALL"]}}}))
         .unwrap();
         assert_eq!(c.cap_drop, vec!["ALL".to_string()]);
+        assert!(
+            !c.no_new_privileges,
+            "unset allowPrivilegeEscalation leaves the default"
+        );
+        let c = config(serde_json::json!({"name": "app", "image": "i:1",
+            "securityContext": {"allowPrivilegeEscalation": false}}))
+        .unwrap();
+        assert!(c.no_new_privileges && c.cap_drop.is_empty());
     }
 
     #[test]
