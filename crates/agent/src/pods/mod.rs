@@ -77,7 +77,10 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
                             let _ = tx.send(Signal::Deleted);
                         }
                     }
-                    tokio::spawn(remove_orphans(ctx.clone(), seen, chrono::Utc::now()));
+                    // A worker still running for a pod missing from the list terminates it and removes its
+                    // directory itself, after its containers are gone; orphan removal leaves those alone.
+                    let workers_now: HashSet<String> = workers.keys().cloned().collect();
+                    tokio::spawn(remove_orphans(ctx.clone(), seen, workers_now, chrono::Utc::now()));
                 }
                 Some(Err(error)) => tracing::warn!(%error, "pod watch failed; retrying"),
                 None => break,
@@ -143,7 +146,12 @@ async fn resubscribe(
 /// Removes this node's containers whose pod is not in the API server's list (deleted while the agent was down),
 /// then those pods' volume directories and subPath mounts.
 /// Containers created after the list was complete belong to pods that arrived since, and are left alone.
-async fn remove_orphans(ctx: Arc<Context>, live: HashSet<String>, listed_at: chrono::DateTime<chrono::Utc>) {
+async fn remove_orphans(
+    ctx: Arc<Context>,
+    live: HashSet<String>,
+    workers: HashSet<String>,
+    listed_at: chrono::DateTime<chrono::Utc>,
+) {
     let containers = match ctx
         .runtime
         .list_containers(&labels::for_node(&ctx.config.node_name))
@@ -170,5 +178,6 @@ async fn remove_orphans(ctx: Arc<Context>, live: HashSet<String>, listed_at: chr
             tracing::warn!(%error, container = %c.name, "removing orphan failed");
         }
     }
-    volumes::remove_orphans(&ctx, &live, listed_at.into()).await;
+    let keep: HashSet<String> = live.union(&workers).cloned().collect();
+    volumes::remove_orphans(&ctx, &keep, listed_at.into()).await;
 }

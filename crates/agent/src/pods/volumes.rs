@@ -164,17 +164,17 @@ async fn remove_dir(dir: PathBuf) {
     }
 }
 
-/// Removes the directories of pods that are not in `live` (deleted while the agent was down, so no worker ever
+/// Removes the directories of pods that are not in `keep` (deleted while the agent was down, so no worker ever
 /// terminated them), with their subPath mounts. Directories changed since `listed_at` may belong to pods that
 /// arrived after the list and are left alone.
-pub(super) async fn remove_orphans(ctx: &Context, live: &HashSet<String>, listed_at: SystemTime) {
+pub(super) async fn remove_orphans(ctx: &Context, keep: &HashSet<String>, listed_at: SystemTime) {
     let root = ctx.config.data_dir.join("pods");
     let Ok(mut entries) = tokio::fs::read_dir(&root).await else {
         return;
     };
     while let Ok(Some(entry)) = entries.next_entry().await {
         let uid = entry.file_name().to_string_lossy().into_owned();
-        if live.contains(&uid) {
+        if keep.contains(&uid) {
             continue;
         }
         let recent = entry
