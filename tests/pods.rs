@@ -871,3 +871,44 @@ fn dropped_capabilities_and_no_privilege_escalation_hold_inside_the_container() 
         "Docker's default seccomp filter applies:\n{status}"
     );
 }
+
+/// A pod deleted while its agent was down never gets a worker to tear it down: after the restart the agent's first
+/// list finds it gone and removes its containers, its subPath mounts and its directory.
+#[test]
+fn sub_path_mounts_of_a_pod_deleted_while_the_agent_was_down_are_removed() {
+    let server = Server::start_with_agent();
+    let mut agent = support::Agent::join(&server);
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: gone\nspec:\n  nodeName: {}\n\
+         \x20 volumes:\n  - name: data\n    emptyDir: {{}}\n\
+         \x20 containers:\n  - name: app\n    image: {IMAGE}\n\
+         \x20   volumeMounts: [{{name: data, mountPath: /sub, subPath: sub}}]\n",
+        agent.node()
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &manifest);
+    let pod = wait_pod(&server, "gone", Duration::from_secs(60), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
+    let pod_dir = agent.data_dir().join("pods").join(&uid);
+    assert!(
+        !mounts_under(&pod_dir).is_empty(),
+        "no subPath mount under {}",
+        pod_dir.display()
+    );
+
+    agent.kill9();
+    server.kubectl_ok(&["delete", "pod", "gone", "--grace-period=0", "--force"]);
+    agent.start_again();
+    let cleaned = eventually(Duration::from_secs(60), || {
+        (mounts_under(&pod_dir).is_empty() && !pod_dir.exists()).then_some(())
+    });
+    assert!(
+        cleaned.is_some(),
+        "mounts left: {:?}, dir exists: {}\n{}",
+        mounts_under(&pod_dir),
+        pod_dir.exists(),
+        agent.log()
+    );
+    assert!(docker_ps(&format!("berth.node={}", agent.node())).is_empty());
+}

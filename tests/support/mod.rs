@@ -551,6 +551,8 @@ pub struct Agent {
     child: Option<Child>,
     node: String,
     log_path: PathBuf,
+    data_dir: PathBuf,
+    command: Vec<std::ffi::OsString>,
 }
 
 impl Agent {
@@ -562,36 +564,39 @@ impl Agent {
         let data_dir = server.scratch(&format!("agent-{node}"));
         fs::create_dir_all(&data_dir).expect("agent data dir");
         let log_path = data_dir.join("agent.log");
-        let log = File::create(&log_path).expect("agent log");
         let token = fs::read_to_string(server.data_dir().join("token")).expect("server token");
-        let mut cmd = Command::new("/usr/bin/setpriv");
-        cmd.args(["--pdeathsig", "KILL", "--"])
-            .arg(env!("CARGO_BIN_EXE_berth"))
-            .arg("agent")
-            .args(["--server", &format!("https://127.0.0.1:{}", server.port())])
-            .args(["--token", token.trim()])
-            .arg("--ca-file")
-            .arg(server.data_dir().join("ca.crt"))
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args([
-                "--node-name",
-                &node,
-                "--agent-port",
-                "0",
-                "--node-ip",
-                "127.0.0.1",
-                "--zone",
-                "zone-b",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log"))
-            .stderr(log);
-        let agent = Agent {
-            child: Some(cmd.spawn().expect("spawn berth agent")),
+        let command: Vec<std::ffi::OsString> = [
+            "--pdeathsig".into(),
+            "KILL".into(),
+            "--".into(),
+            env!("CARGO_BIN_EXE_berth").into(),
+            "agent".into(),
+            "--server".into(),
+            format!("https://127.0.0.1:{}", server.port()).into(),
+            "--token".into(),
+            token.trim().into(),
+            "--ca-file".into(),
+            server.data_dir().join("ca.crt").into_os_string(),
+            "--data-dir".into(),
+            data_dir.clone().into_os_string(),
+            "--node-name".into(),
+            node.clone().into(),
+            "--agent-port".into(),
+            "0".into(),
+            "--node-ip".into(),
+            "127.0.0.1".into(),
+            "--zone".into(),
+            "zone-b".into(),
+        ]
+        .into();
+        let mut agent = Agent {
+            child: None,
             node,
             log_path,
+            data_dir,
+            command,
         };
+        agent.spawn();
         let ready = eventually(Duration::from_secs(60), || {
             let out = server.kubectl(&[
                 "get",
@@ -609,6 +614,41 @@ impl Agent {
             agent.log()
         );
         agent
+    }
+
+    /// Starts the agent process (appending to its log).
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("agent log");
+        let child = Command::new("/usr/bin/setpriv")
+            .args(&self.command)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn berth agent");
+        self.child = Some(child);
+    }
+
+    /// Kills the agent with SIGKILL, leaving its containers and mounts behind.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the agent again after [`Agent::kill9`], with the same node name and data dir.
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
+    /// The agent's data dir.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// The agent's node name.
