@@ -148,13 +148,12 @@ pub async fn run_notify(
     let housekeeping = tokio::spawn(crate::lifecycle::run(state.clone(), config.event_ttl, stop_rx.clone()));
 
     let serving = |name, tls| berth_serve::Config {
-        name,
-        tls,
         // kubectl and client-go speak HTTP/2 when ALPN offers it (`pki` offers h2 and http/1.1); exec arrives
         // as an HTTP/1.1 upgrade.
         http2: true,
         handshake_timeout: HANDSHAKE_TIMEOUT,
         drain_grace: DRAIN_GRACE,
+        ..berth_serve::Config::new(name, tls)
     };
     let insecure = match config.insecure_listen {
         Some(addr) => {

@@ -130,12 +130,11 @@ pub async fn serve(
         stop: stop_rx.clone(),
     };
     let config = berth_serve::Config {
-        name: "agent",
-        tls: Some(cert.config),
         // HTTP/1.1 only: exec and attach are HTTP/1.1 upgrades, and the certificate offers only `http/1.1` by ALPN.
         http2: false,
         handshake_timeout: HANDSHAKE_TIMEOUT,
         drain_grace: DRAIN_GRACE,
+        ..berth_serve::Config::new("agent", Some(cert.config))
     };
     let serving = berth_serve::serve(listener, router(state, Arc::from(token)), config, stop_rx);
     // One signal ends the listener, the connections, log streams and exec sessions.
