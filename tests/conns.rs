@@ -61,12 +61,7 @@ fn still_open(tcp: &mut TcpStream) -> bool {
         match tcp.read(&mut buf) {
             Ok(0) => return false,
             Ok(_) => continue,
-            Err(e) => {
-                return matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                )
-            }
+            Err(e) => return matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
         }
     }
 }

@@ -31,6 +31,17 @@ struct Running {
     done: tokio::task::JoinHandle<()>,
     /// One message each time `/slow` or `/hang` starts handling a request.
     started: mpsc::Receiver<()>,
+    /// One message when the connection of a `/hold` WebSocket drops what it held.
+    held: mpsc::UnboundedReceiver<()>,
+}
+
+/// Sends a message when dropped.
+struct ReportsDrop(mpsc::UnboundedSender<()>);
+
+impl Drop for ReportsDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -62,6 +73,7 @@ impl Running {
         adjust(&mut config);
 
         let (started_tx, started) = mpsc::channel(8);
+        let (held_tx, held) = mpsc::unbounded_channel::<()>();
         let (slow, hang) = (started_tx.clone(), started_tx);
         let app = Router::new()
             .route("/hello", get(|| async { "hello" }))
@@ -89,6 +101,16 @@ impl Running {
                 }),
             )
             .route(
+                "/hold",
+                get(
+                    move |axum::Extension(conn): axum::Extension<Connection>, ws: WebSocketUpgrade| async move {
+                        // Held by the connection: reports when the connection drops it.
+                        conn.hold_until_closed(ReportsDrop(held_tx));
+                        ws.on_upgrade(|mut socket| async move { while let Some(Ok(_)) = socket.recv().await {} })
+                    },
+                ),
+            )
+            .route(
                 "/echo",
                 get(|ws: WebSocketUpgrade| async {
                     ws.on_upgrade(|mut socket| async move {
@@ -110,6 +132,7 @@ impl Running {
             stop,
             done,
             started,
+            held,
         }
     }
 
@@ -458,5 +481,28 @@ async fn handlers_see_the_peer_address() {
     let (code, peer) = text(client.send_request(get_request("/peer")).await.unwrap()).await;
     assert_eq!(code, 200);
     assert!(peer.starts_with("127.0.0.1:"), "{peer}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_value_held_by_an_upgraded_connection_lives_until_it_closes() {
+    let mut server = Running::start(|c| c.idle_timeout = Duration::from_millis(100)).await;
+    let req = "wss://localhost/hold".into_client_request().unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, server.tls(&[b"http/1.1"]).await)
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 101);
+    // Well past the idle timeout: the upgraded connection is busy, not idle, and keeps what it holds.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(matches!(server.held.try_recv(), Err(mpsc::error::TryRecvError::Empty)));
+    ws.send(Message::text("still here")).await.unwrap();
+    ws.close(None).await.unwrap();
+    drop(ws);
+    let closed = tokio::time::timeout(Duration::from_secs(5), server.held.recv()).await;
+    assert_eq!(
+        closed,
+        Ok(Some(())),
+        "the held value is dropped when the connection closes"
+    );
     server.stop().await;
 }
