@@ -5,6 +5,10 @@
 //! These tests do not look at how the server keeps its bounds (`berth_serve` and `apiserver::inflight` have
 //! unit tests for that); they check what a client and an operator reading the log would see.
 
+// End-to-end tests are synchronous programs driving real processes in real time; the workspace ban on
+// blocking sleeps and std Instant is for async code, whose time must be virtual.
+#![allow(clippy::disallowed_methods)]
+
 mod support;
 
 use std::fs;
