@@ -212,10 +212,13 @@ fn classify(req: &Request) -> Kind {
         })
         .unwrap_or(false);
     let path = req.uri().path();
-    let subresource = crate::target::Target::parse(path)
-        .ok()
-        .and_then(|t| t.subresource)
-        .is_some_and(|s| LONG_RUNNING_SUBRESOURCES.contains(&s.as_str()));
+    // Most requests end in no such word; only the rest pay for parsing the path (a pod may be named `log`).
+    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+    let subresource = LONG_RUNNING_SUBRESOURCES.contains(&last)
+        && crate::target::Target::parse(path)
+            .ok()
+            .and_then(|t| t.subresource)
+            .is_some_and(|s| LONG_RUNNING_SUBRESOURCES.contains(&s.as_str()));
     if watch || subresource {
         return Kind::LongRunning;
     }
