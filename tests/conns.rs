@@ -76,6 +76,7 @@ fn silent_tls_connections_beyond_the_open_file_limit_do_not_lock_kubectl_out() {
     berth_serve::raise_open_file_limit().expect("raise this test's open-file limit");
     let server = Server::start_api_with(&[], Some(OPEN_FILES));
     let config = tls_config(&server);
+    let idle_rss = rss_kib(&server);
 
     let mut silent: Vec<TcpStream> = (0..SILENT)
         .filter_map(|_| silent_connection(&server, &config))
@@ -94,7 +95,10 @@ fn silent_tls_connections_beyond_the_open_file_limit_do_not_lock_kubectl_out() {
 
     let held = silent.iter_mut().map(still_open).filter(|open| *open).count();
     eprintln!(
-        "berth held {held} of {SILENT} silent TLS connections at an open-file limit of {OPEN_FILES} (defaults, no agent)"
+        "berth held {held} of {SILENT} silent TLS connections at an open-file limit of {OPEN_FILES} (defaults, no \
+         agent); RSS {} KiB idle, {} KiB during the flood",
+        idle_rss,
+        rss_kib(&server)
     );
     assert!(held < 1_000, "the server held {held} silent connections: no cap");
     assert!(held > 0, "the cap closed every silent connection");
@@ -105,6 +109,17 @@ fn silent_tls_connections_beyond_the_open_file_limit_do_not_lock_kubectl_out() {
     assert!(accept_errors <= 1, "{accept_errors} accept errors logged:\n{log}");
     assert!(log.lines().count() < 50, "the log grew during the attack:\n{log}");
     drop(silent);
+}
+
+/// The server's resident memory in KiB (0 if it cannot be read), for the report.
+fn rss_kib(server: &Server) -> u64 {
+    let Some(pid) = server.pid() else { return 0 };
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// A `curl` watch of namespaces running in the background, its output in a file.

@@ -158,6 +158,11 @@ impl Server {
         self.data_dir().join("kubeconfig")
     }
 
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The port the server listens on.
     pub fn port(&self) -> u16 {
         self.port
