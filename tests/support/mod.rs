@@ -78,6 +78,10 @@ pub struct Server {
     port: u16,
     /// The node name of the server's own agent, when it runs one.
     node: Option<String>,
+    /// Extra `berth server` flags.
+    extra_args: Vec<String>,
+    /// The open-file limit (soft and hard) the server runs under, when the test sets one.
+    open_files: Option<u64>,
 }
 
 static NEXT_NODE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -99,7 +103,17 @@ impl Server {
         Server::start_inner(Some(format!("e2e-{}-{n}", std::process::id())))
     }
 
+    /// Starts an API-only server with extra flags and, when given, under an open-file limit (soft and hard, set
+    /// by `prlimit`), and waits until it is ready.
+    pub fn start_api_with(args: &[&str], open_files: Option<u64>) -> Server {
+        Server::start_full(None, args, open_files)
+    }
+
     fn start_inner(node: Option<String>) -> Server {
+        Server::start_full(node, &[], None)
+    }
+
+    fn start_full(node: Option<String>, args: &[&str], open_files: Option<u64>) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -109,6 +123,8 @@ impl Server {
             dir,
             port: free_port(),
             node,
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
+            open_files,
         };
         server.spawn();
         if let Some(node) = server.node.clone() {
@@ -140,6 +156,11 @@ impl Server {
     /// The kubeconfig the server wrote for its admin.
     pub fn kubeconfig_path(&self) -> PathBuf {
         self.data_dir().join("kubeconfig")
+    }
+
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The port the server listens on.
@@ -211,11 +232,17 @@ impl Server {
         let mut cmd = if Path::new("/usr/bin/setpriv").exists() {
             // Dies with the test process even if that is itself killed, so no server outlives a test run.
             let mut c = Command::new("/usr/bin/setpriv");
-            c.args(["--pdeathsig", "KILL", "--"]).arg(env!("CARGO_BIN_EXE_berth"));
+            c.args(["--pdeathsig", "KILL", "--"]);
             c
         } else {
-            Command::new(env!("CARGO_BIN_EXE_berth"))
+            // `env` runs the next program in place, like setpriv does.
+            Command::new("env")
         };
+        if let Some(n) = self.open_files {
+            // prlimit sets the limit and then executes berth in place, so the limit is the server's own.
+            cmd.arg("prlimit").arg(format!("--nofile={n}:{n}"));
+        }
+        cmd.arg(env!("CARGO_BIN_EXE_berth"));
         cmd.arg("server")
             .arg("--data-dir")
             .arg(self.data_dir())
@@ -229,6 +256,7 @@ impl Server {
                 cmd.arg("--disable-agent");
             }
         }
+        cmd.args(&self.extra_args);
         cmd.env(
             "BERTH_LOG",
             std::env::var("BERTH_LOG").unwrap_or_else(|_| "info".into()),

@@ -40,6 +40,11 @@ pub struct AgentConfig {
     /// CPU: when a burst of pods all start at once they share it and all finish late, together; with a bound they
     /// finish in the order they came, most of them much sooner, in the same total time.
     pub parallel_starts: usize,
+    /// At most this many connections are open on the agent's endpoint at once; at the cap the idlest is closed
+    /// to admit a new one. Its only legitimate client is the API server, one connection per log stream or exec
+    /// session. Default: a quarter of what the open-file limit allows one listener, as the agent usually shares
+    /// its process with an API server.
+    pub max_connections: usize,
 }
 
 impl AgentConfig {
@@ -59,6 +64,7 @@ impl AgentConfig {
             node_status_interval: Duration::from_secs(10),
             pod_resync_interval: Duration::from_secs(5),
             parallel_starts: std::thread::available_parallelism().map_or(2, |n| n.get()).max(2),
+            max_connections: berth_serve::default_max_connections(berth_serve::open_file_limit().soft, 0.25),
         }
     }
 }

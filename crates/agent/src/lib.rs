@@ -18,7 +18,7 @@ mod time;
 pub mod volume;
 
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use berth_runtime::{ContainerRuntime, RuntimeError};
@@ -114,10 +114,12 @@ pub async fn run(
     };
 
     let cert = server::serving_cert(&config.node_name, &[config.node_ip])?;
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.port)))
+    // Only the address the Node advertises, which is where the API server dials: not every interface of the
+    // host (a Docker bridge, a VPN, a public address).
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.node_ip, config.port))
         .await
         .map_err(|source| AgentError::Io {
-            step: "binding the agent endpoint",
+            step: "binding the agent endpoint to the node address (is --node-ip an address of this host?)",
             source,
         })?;
     let port = listener
@@ -138,6 +140,7 @@ pub async fn run(
         token,
         config.node_name.clone(),
         runtime.clone(),
+        config.max_connections,
         stopped(stop_rx.clone()),
     ));
 

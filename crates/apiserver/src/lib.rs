@@ -16,6 +16,7 @@ pub mod body;
 pub mod discovery;
 pub mod error;
 pub mod handlers;
+pub mod inflight;
 pub mod lifecycle;
 pub mod openapi;
 pub mod pki;

@@ -44,6 +44,17 @@ pub struct Config {
     pub tls_sans: Vec<String>,
     /// How long Events are kept.
     pub event_ttl: Duration,
+    /// At most this many connections are open on the HTTPS listener at once; at the cap the idlest is closed to
+    /// admit a new one (`berth_serve`). Default: derived from the open-file limit by
+    /// [`berth_serve::default_max_connections`].
+    pub max_connections: usize,
+    /// How long a client may take after the TLS handshake to send its first request's headers (upstream's
+    /// `ReadHeaderTimeout`, 32 s).
+    pub header_read_timeout: Duration,
+    /// How long a connection may stay open with no request in flight (upstream's `IdleTimeout`, 90 s).
+    pub idle_timeout: Duration,
+    /// Requests and watches in flight, in total and per client.
+    pub inflight: crate::inflight::Limits,
 }
 
 impl Config {
@@ -57,6 +68,10 @@ impl Config {
             service_cidr: "10.96.0.0/16".to_string(),
             tls_sans: Vec::new(),
             event_ttl: Duration::from_secs(3600),
+            max_connections: berth_serve::default_max_connections(berth_serve::open_file_limit().soft, 1.0),
+            header_read_timeout: berth_serve::DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: berth_serve::DEFAULT_IDLE_TIMEOUT,
+            inflight: crate::inflight::Limits::default(),
         }
     }
 }
@@ -125,7 +140,12 @@ pub async fn run_notify(
     let url = format!("https://{advertise}");
     let kubeconfig = config.data_dir.join("kubeconfig");
     write_kubeconfig(&kubeconfig, &pki.kubeconfig(&url))?;
-    tracing::info!(%url, kubeconfig = %kubeconfig.display(), "berth API server listening");
+    tracing::info!(
+        %url,
+        kubeconfig = %kubeconfig.display(),
+        max_connections = config.max_connections,
+        "berth API server listening"
+    );
     if let Some(ready) = ready {
         let _ = ready.send(Ready {
             url: url.clone(),
@@ -142,19 +162,31 @@ pub async fn run_notify(
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
         )
     };
+    // Authentication runs first, then the in-flight limits (the last layer added is the outermost), as
+    // upstream orders its filters: an unauthenticated request never takes a place in the budget.
+    let inflight = crate::inflight::InFlight::new(config.inflight);
+    let limited = |r: Router| {
+        r.layer(axum::middleware::from_fn_with_state(
+            inflight.clone(),
+            crate::inflight::limit,
+        ))
+    };
     let secure_app = traced(
-        crate::router(state.clone()).layer(axum::middleware::from_fn_with_state(token, crate::auth::require_token)),
+        limited(crate::router(state.clone()))
+            .layer(axum::middleware::from_fn_with_state(token, crate::auth::require_token)),
     );
     let housekeeping = tokio::spawn(crate::lifecycle::run(state.clone(), config.event_ttl, stop_rx.clone()));
 
     let serving = |name, tls| berth_serve::Config {
-        name,
-        tls,
         // kubectl and client-go speak HTTP/2 when ALPN offers it (`pki` offers h2 and http/1.1); exec arrives
         // as an HTTP/1.1 upgrade.
         http2: true,
         handshake_timeout: HANDSHAKE_TIMEOUT,
+        header_read_timeout: config.header_read_timeout,
+        idle_timeout: config.idle_timeout,
+        max_connections: config.max_connections,
         drain_grace: DRAIN_GRACE,
+        ..berth_serve::Config::new(name, tls)
     };
     let insecure = match config.insecure_listen {
         Some(addr) => {
@@ -164,7 +196,7 @@ pub async fn run_notify(
             tracing::warn!(addr = %l.local_addr()?, "plain-HTTP listener without authentication (development only)");
             Some(tokio::spawn(berth_serve::serve(
                 l,
-                traced(crate::router(state.clone())),
+                traced(limited(crate::router(state.clone()))),
                 serving("apiserver-insecure", None),
                 stop_rx.clone(),
             )))

@@ -65,6 +65,26 @@ struct ServerArgs {
     /// Do not run a node agent in the server process (a control-plane-only server).
     #[arg(long)]
     disable_agent: bool,
+    /// At most this many connections open on the HTTPS listener; at the cap the idlest is closed to admit a new
+    /// one (default: from the open-file limit, leaving a quarter of it, at least 256, for everything else, and
+    /// a quarter of the rest for the agent when it runs in this process).
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Read-only requests in flight at once, not counting watches and other long-running requests (0: no limit).
+    #[arg(long, default_value_t = berth_apiserver::inflight::Limits::default().max_requests_inflight)]
+    max_requests_inflight: usize,
+    /// Mutating requests in flight at once (0: no limit).
+    #[arg(long, default_value_t = berth_apiserver::inflight::Limits::default().max_mutating_requests_inflight)]
+    max_mutating_requests_inflight: usize,
+    /// Watches, log streams, exec, attach and port-forward sessions open at once (0: no limit).
+    #[arg(long, default_value_t = berth_apiserver::inflight::Limits::default().max_long_running)]
+    max_long_running_requests: usize,
+    /// Requests in flight at once from one client address, read-only and mutating together (0: no limit).
+    #[arg(long, default_value_t = berth_apiserver::inflight::Limits::default().max_requests_inflight_per_client)]
+    max_requests_inflight_per_client: usize,
+    /// Long-running requests open at once from one client address (0: no limit).
+    #[arg(long, default_value_t = berth_apiserver::inflight::Limits::default().max_long_running_per_client)]
+    max_long_running_requests_per_client: usize,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -128,6 +148,10 @@ struct NodeArgs {
     /// A burst of pods then comes up in order of arrival instead of all together at the end.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     parallel_starts: Option<u16>,
+    /// At most this many connections open on the agent's endpoint (default: a quarter of what the open-file
+    /// limit allows one listener).
+    #[arg(long)]
+    agent_max_connections: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -163,6 +187,9 @@ impl NodeArgs {
         config.allow_privileged = self.allow_privileged;
         if let Some(n) = self.parallel_starts {
             config.parallel_starts = usize::from(n);
+        }
+        if let Some(n) = self.agent_max_connections {
+            config.max_connections = n;
         }
         config.image_import_dir = Some(self.image_dir.clone().unwrap_or_else(|| data_dir.join("images")));
         config.node_labels.extend(self.node_labels.iter().cloned());
@@ -333,6 +360,15 @@ fn init_tracing(json: bool) {
     }
 }
 
+/// Raises the soft open-file limit to the hard one, as Go programs do: a systemd unit gets 1,024 by default,
+/// which a thousand idle connections would use up. The connection caps are derived from the result.
+fn raise_open_file_limit() {
+    match berth_serve::raise_open_file_limit() {
+        Ok(limits) => tracing::info!(soft = ?limits.soft, hard = ?limits.hard, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
+    }
+}
+
 /// Completes on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     let term = async {
@@ -370,16 +406,31 @@ fn main() -> Result<()> {
         }
         Command::Server(args) => {
             init_tracing(args.log_json);
+            raise_open_file_limit();
             let mut config = berth_apiserver::Config::new(args.data_dir.clone(), args.listen);
             config.advertise_address = args.advertise_address;
             config.insecure_listen = args.insecure_listen;
             config.service_cidr = args.service_cidr.clone();
             config.tls_sans = args.tls_sans.clone();
+            // The agent's endpoint takes a quarter of the descriptors left for connections when it shares the
+            // process, so the API server gets the other three.
+            let share = if args.disable_agent { 1.0 } else { 0.75 };
+            config.max_connections = args
+                .max_connections
+                .unwrap_or_else(|| berth_serve::default_max_connections(berth_serve::open_file_limit().soft, share));
+            config.inflight = berth_apiserver::inflight::Limits {
+                max_requests_inflight: args.max_requests_inflight,
+                max_mutating_requests_inflight: args.max_mutating_requests_inflight,
+                max_long_running: args.max_long_running_requests,
+                max_requests_inflight_per_client: args.max_requests_inflight_per_client,
+                max_long_running_per_client: args.max_long_running_requests_per_client,
+            };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(run_server(config, args))
         }
         Command::Agent(args) => {
             init_tracing(args.log_json);
+            raise_open_file_limit();
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(run_agent(args))
         }

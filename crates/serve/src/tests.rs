@@ -1,5 +1,6 @@
 //! Serves a tiny router over real loopback sockets, with a certificate made for the test, and checks what a client
-//! sees: HTTP/1.1, upgrades, HTTP/2 when enabled, the handshake timeout, and the drain at shutdown.
+//! sees: HTTP/1.1, upgrades, HTTP/2 when enabled, the handshake, header-read and idle timeouts, the connection
+//! cap, and the drain at shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use futures::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{PrivatePkcs8KeyDer, ServerName};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -30,6 +31,17 @@ struct Running {
     done: tokio::task::JoinHandle<()>,
     /// One message each time `/slow` or `/hang` starts handling a request.
     started: mpsc::Receiver<()>,
+    /// One message when the connection of a `/hold` WebSocket drops what it held.
+    held: mpsc::UnboundedReceiver<()>,
+}
+
+/// Sends a message when dropped.
+struct ReportsDrop(mpsc::UnboundedSender<()>);
+
+impl Drop for ReportsDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -38,11 +50,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 fn config(tls: Option<Arc<ServerConfig>>) -> Config {
     Config {
-        name: "test",
-        tls,
-        http2: false,
-        handshake_timeout: Duration::from_secs(10),
         drain_grace: Duration::from_secs(5),
+        max_connections: 64,
+        ..Config::new("test", tls)
     }
 }
 
@@ -63,9 +73,14 @@ impl Running {
         adjust(&mut config);
 
         let (started_tx, started) = mpsc::channel(8);
+        let (held_tx, held) = mpsc::unbounded_channel::<()>();
         let (slow, hang) = (started_tx.clone(), started_tx);
         let app = Router::new()
             .route("/hello", get(|| async { "hello" }))
+            .route(
+                "/peer",
+                get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
+            )
             .route(
                 "/version",
                 get(|req: axum::extract::Request| async move { format!("{:?}", req.version()) }),
@@ -84,6 +99,16 @@ impl Running {
                     let _ = hang.send(()).await;
                     std::future::pending::<&str>().await
                 }),
+            )
+            .route(
+                "/hold",
+                get(
+                    move |axum::Extension(conn): axum::Extension<Connection>, ws: WebSocketUpgrade| async move {
+                        // Held by the connection: reports when the connection drops it.
+                        conn.hold_until_closed(ReportsDrop(held_tx));
+                        ws.on_upgrade(|mut socket| async move { while let Some(Ok(_)) = socket.recv().await {} })
+                    },
+                ),
             )
             .route(
                 "/echo",
@@ -107,6 +132,7 @@ impl Running {
             stop,
             done,
             started,
+            held,
         }
     }
 
@@ -294,4 +320,189 @@ async fn the_drain_is_bounded_by_the_grace_period() {
         answered.is_err(),
         "the dropped connection answers nothing: {answered:?}"
     );
+}
+
+/// Waits until the server closes `tls` (a read sees EOF or an error); panics after `within`.
+async fn closed_by_server(tls: &mut Tls, within: Duration) {
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(within, tls.read(&mut buf))
+        .await
+        .expect("the server closes the connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}
+
+#[tokio::test]
+async fn a_silent_connection_after_the_handshake_is_closed_by_the_header_read_timeout() {
+    let server = Running::start(|c| c.header_read_timeout = Duration::from_millis(300)).await;
+    let begun = tokio::time::Instant::now();
+    let mut tls = server.tls(&[b"http/1.1"]).await;
+    // The handshake completed; now say nothing at all.
+    closed_by_server(&mut tls, Duration::from_secs(5)).await;
+    assert!(begun.elapsed() >= Duration::from_millis(300), "{:?}", begun.elapsed());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_first_request_is_closed_by_the_header_read_timeout() {
+    let server = Running::start(|c| c.header_read_timeout = Duration::from_millis(300)).await;
+    let mut tls = server.tls(&[b"http/1.1"]).await;
+    // Slowloris: the headers start but never end.
+    tls.write_all(b"GET /hello HTTP/1.1\r\nhost: localhost\r\n")
+        .await
+        .unwrap();
+    closed_by_server(&mut tls, Duration::from_secs(5)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_by_the_idle_timeout() {
+    for http2 in [false, true] {
+        let server = Running::start(|c| {
+            c.http2 = http2;
+            c.header_read_timeout = Duration::from_secs(30);
+            c.idle_timeout = Duration::from_millis(300);
+        })
+        .await;
+        let conn = if http2 {
+            let tls = server.tls(&[b"h2"]).await;
+            let (mut client, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+            let conn = tokio::spawn(async move { conn.await.map_err(|e| e.to_string()) });
+            let req = http::Request::get("https://localhost/hello")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            assert_eq!(text(client.send_request(req).await.unwrap()).await.0, 200);
+            conn
+        } else {
+            let tls = server.tls(&[b"http/1.1"]).await;
+            let (mut client, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+            let conn = tokio::spawn(async move { conn.await.map_err(|e| e.to_string()) });
+            assert_eq!(
+                text(client.send_request(get_request("/hello")).await.unwrap()).await.0,
+                200
+            );
+            conn
+        };
+        // Kept alive with nothing in flight: the server closes it (HTTP/2 with GOAWAY), well before the
+        // header-read timeout, which no longer applies.
+        let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        assert!(ended.is_ok(), "http2: {http2}: the idle connection was closed");
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_long_request_is_not_cut_by_the_timeouts() {
+    let mut server = Running::start(|c| {
+        c.header_read_timeout = Duration::from_millis(100);
+        c.idle_timeout = Duration::from_millis(100);
+    })
+    .await;
+    let mut client = server.http1().await;
+    // `/slow` takes 300 ms, three times both timeouts.
+    let response = tokio::spawn(async move { client.send_request(get_request("/slow")).await });
+    server.started.recv().await.unwrap();
+    let resp = response.await.unwrap().expect("the slow request is answered");
+    assert_eq!(text(resp).await, (200, "slow".to_string()));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn at_the_cap_silent_connections_make_room_for_a_real_client() {
+    let server = Running::start(|c| c.max_connections = 8).await;
+    // Fill the cap with silent connections (handshake done, nothing sent), and then some.
+    let mut silent = Vec::new();
+    for _ in 0..12 {
+        silent.push(server.tls(&[b"http/1.1"]).await);
+    }
+    let mut client = server.http1().await;
+    let resp = client.send_request(get_request("/hello")).await.unwrap();
+    assert_eq!(
+        text(resp).await,
+        (200, "hello".to_string()),
+        "the real client is served"
+    );
+    // The oldest silent connections were closed to make room; the cap held.
+    let mut open = 0;
+    for tls in &mut silent {
+        let mut buf = [0u8; 1];
+        if tokio::time::timeout(Duration::from_millis(50), tls.read(&mut buf))
+            .await
+            .is_err()
+        {
+            open += 1;
+        }
+    }
+    assert!(
+        open <= 7,
+        "{open} silent connections still open next to the client, cap 8"
+    );
+    assert!(open >= 5, "only the idlest were closed: {open} still open");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_with_a_request_in_flight_is_never_the_victim() {
+    let mut server = Running::start(|c| c.max_connections = 2).await;
+    let mut busy = server.http1().await;
+    let response = tokio::spawn(async move { busy.send_request(get_request("/slow")).await });
+    server.started.recv().await.unwrap();
+    // Two more connections at a cap of 2: each evicts the idlest, never the busy one.
+    for _ in 0..2 {
+        let mut client = server.http1().await;
+        let resp = client.send_request(get_request("/hello")).await.unwrap();
+        assert_eq!(text(resp).await.0, 200);
+    }
+    let resp = response.await.unwrap().expect("the in-flight request is answered");
+    assert_eq!(text(resp).await, (200, "slow".to_string()));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn with_every_connection_busy_a_new_one_is_refused() {
+    let mut server = Running::start(|c| c.max_connections = 1).await;
+    let mut busy = server.http1().await;
+    let _response = tokio::spawn(async move { busy.send_request(get_request("/hang")).await });
+    server.started.recv().await.unwrap();
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .expect("the server closes the connection it has no room for");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop(server);
+}
+
+#[tokio::test]
+async fn handlers_see_the_peer_address() {
+    let server = Running::start(|_| {}).await;
+    let mut client = server.http1().await;
+    let (code, peer) = text(client.send_request(get_request("/peer")).await.unwrap()).await;
+    assert_eq!(code, 200);
+    assert!(peer.starts_with("127.0.0.1:"), "{peer}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_value_held_by_an_upgraded_connection_lives_until_it_closes() {
+    let mut server = Running::start(|c| c.idle_timeout = Duration::from_millis(100)).await;
+    let req = "wss://localhost/hold".into_client_request().unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, server.tls(&[b"http/1.1"]).await)
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 101);
+    // Well past the idle timeout: the upgraded connection is busy, not idle, and keeps what it holds.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(matches!(server.held.try_recv(), Err(mpsc::error::TryRecvError::Empty)));
+    ws.send(Message::text("still here")).await.unwrap();
+    ws.close(None).await.unwrap();
+    drop(ws);
+    let closed = tokio::time::timeout(Duration::from_secs(5), server.held.recv()).await;
+    assert_eq!(
+        closed,
+        Ok(Some(())),
+        "the held value is dropped when the connection closes"
+    );
+    server.stop().await;
 }

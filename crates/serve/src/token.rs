@@ -7,14 +7,16 @@ use http::HeaderMap;
 
 /// Whether `headers` carry `Authorization: Bearer <token>`, compared in constant time.
 ///
-/// The scheme is matched as `Bearer ` exactly, and whitespace around the token is ignored. An empty expected
-/// token matches nothing, so a server configured without a token fails closed.
+/// The scheme is matched in any case (`bearer`, `BEARER`), as upstream's bearer-token authenticator and RFC 7235
+/// do, and whitespace around the token is ignored. An empty expected token matches nothing, so a server
+/// configured without a token fails closed.
 pub fn bearer_token_matches(headers: &HeaderMap, token: &str) -> bool {
     let given = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, given)| given.trim());
     match given {
         Some(given) => !token.is_empty() && constant_time_eq(given.as_bytes(), token.as_bytes()),
         None => false,
@@ -59,9 +61,18 @@ mod tests {
         check(Some("Bearer s3cre"), false);
         check(Some("Bearer s3crets"), false);
         check(Some("Bearer "), false);
-        check(Some("bearer s3cret"), false);
         check(Some("Basic s3cret"), false);
+        check(Some("Bearers3cret"), false);
+        check(Some("Bearer\ts3cret"), false);
         check(Some("s3cret"), false);
+    }
+
+    #[test]
+    fn the_scheme_matches_in_any_case() {
+        check(Some("bearer s3cret"), true);
+        check(Some("BEARER s3cret"), true);
+        check(Some("bEaReR s3cret"), true);
+        check(Some("bearer s3creT"), false);
     }
 
     #[test]

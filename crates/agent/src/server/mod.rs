@@ -113,7 +113,8 @@ impl AppState {
     }
 }
 
-/// Serves logs, exec and attach over TLS on `listener` until `shutdown` completes. Requests must carry
+/// Serves logs, exec and attach over TLS on `listener` until `shutdown` completes, with at most
+/// `max_connections` open at once and `berth_serve`'s header-read and idle timeouts. Requests must carry
 /// `Authorization: Bearer <token>`.
 pub async fn serve(
     listener: TcpListener,
@@ -121,6 +122,7 @@ pub async fn serve(
     token: String,
     node_name: String,
     runtime: Arc<dyn ContainerRuntime>,
+    max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -130,12 +132,12 @@ pub async fn serve(
         stop: stop_rx.clone(),
     };
     let config = berth_serve::Config {
-        name: "agent",
-        tls: Some(cert.config),
         // HTTP/1.1 only: exec and attach are HTTP/1.1 upgrades, and the certificate offers only `http/1.1` by ALPN.
         http2: false,
         handshake_timeout: HANDSHAKE_TIMEOUT,
         drain_grace: DRAIN_GRACE,
+        max_connections,
+        ..berth_serve::Config::new("agent", Some(cert.config))
     };
     let serving = berth_serve::serve(listener, router(state, Arc::from(token)), config, stop_rx);
     // One signal ends the listener, the connections, log streams and exec sessions.

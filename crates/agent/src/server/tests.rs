@@ -100,7 +100,7 @@ impl Agent {
         let cert = serving_cert(NODE, &[addr.ip()]).unwrap();
         let sha256 = cert.sha256_hex.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let done = tokio::spawn(serve(listener, cert, TOKEN.into(), NODE.into(), runtime, async {
+        let done = tokio::spawn(serve(listener, cert, TOKEN.into(), NODE.into(), runtime, 64, async {
             let _ = stopped.await;
         }));
         Agent {
@@ -822,7 +822,7 @@ impl Agent {
         let cert = serving_cert(NODE, &[addr.ip()]).unwrap();
         let sha256 = cert.sha256_hex.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let done = tokio::spawn(serve(listener, cert, TOKEN.into(), NODE.into(), runtime, async {
+        let done = tokio::spawn(serve(listener, cert, TOKEN.into(), NODE.into(), runtime, 64, async {
             let _ = stopped.await;
         }));
         Agent {
