@@ -154,7 +154,7 @@ pub async fn run(
         recorder,
     });
     tracing::info!(node = %ctx.config.node_name, port, "agent running");
-    pods::run(ctx, stop_rx).await;
+    pods::supervise(ctx, stop_rx).await;
     match server.await {
         Ok(result) => result?,
         Err(error) => tracing::warn!(%error, "agent endpoint task failed"),

@@ -15,11 +15,12 @@ mod volumes;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_runtime::{ContainerRuntime, RuntimeEventKind};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::{watcher, WatchStreamExt};
@@ -39,6 +40,24 @@ pub struct Context {
     pub recorder: Recorder,
     /// [`AgentConfig::parallel_starts`] permits, taken by a pod worker while it creates and starts containers.
     pub start_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// Runs pods until `shutdown` flips to true, starting the manager again (after a second) if it panics: a new
+/// manager relists the node's pods and adopts their containers, as after an agent restart.
+pub async fn supervise(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
+    loop {
+        match AssertUnwindSafe(run(ctx.clone(), shutdown.clone()))
+            .catch_unwind()
+            .await
+        {
+            Ok(()) => return,
+            Err(panic) => tracing::error!(panic = %panic_message(&panic), "pod manager panicked; starting it again"),
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::time::sleep(WORKER_RESTART_INITIAL).await;
+    }
 }
 
 /// Runs pods until `shutdown` flips to true. Containers are left running on shutdown: a restarted agent adopts them.
@@ -118,12 +137,49 @@ fn dispatch(
     }
     let (tx, rx) = mpsc::unbounded_channel();
     workers.insert(uid.clone(), tx);
-    let worker = worker::PodWorker::new(ctx.clone(), pod);
     let done = done.clone();
+    let ctx = ctx.clone();
     tokio::spawn(async move {
-        worker.run(rx).await;
+        supervise_worker(ctx, pod, worker::Inbox::new(rx)).await;
         let _ = done.send(uid);
     });
+}
+
+/// The first pause before a pod worker that panicked is started again; it doubles up to [`WORKER_RESTART_MAX`].
+const WORKER_RESTART_INITIAL: Duration = Duration::from_secs(1);
+const WORKER_RESTART_MAX: Duration = Duration::from_secs(60);
+
+/// Runs one pod's worker until it is done. A worker that panics is logged and started again from the newest Pod
+/// object (workers keep no state that matters: container labels carry it), after a pause that grows while it
+/// keeps panicking, so one bad pod neither stops nor starves the node's other pods.
+async fn supervise_worker(ctx: Arc<Context>, pod: Pod, mut inbox: worker::Inbox) {
+    let mut pod = pod;
+    let mut pause = WORKER_RESTART_INITIAL;
+    loop {
+        let worker = worker::PodWorker::new(ctx.clone(), pod.clone());
+        match AssertUnwindSafe(worker.run(&mut inbox)).catch_unwind().await {
+            Ok(()) => return,
+            Err(panic) => {
+                let message = panic_message(&panic);
+                let name = pod.metadata.name.as_deref().unwrap_or_default();
+                tracing::error!(pod = %name, panic = %message, "pod worker panicked; starting it again");
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(WORKER_RESTART_MAX);
+        if let Some(latest) = inbox.latest.take() {
+            pod = *latest;
+        }
+    }
+}
+
+/// The text of a caught panic, for the log.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// A new event subscription after the old one broke, plus a poke for every worker: events may have been missed,
