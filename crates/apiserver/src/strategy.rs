@@ -77,9 +77,11 @@ pub fn graceful_period(r: &ResourceInfo, obj: &Value, requested: Option<i64>) ->
     }
 }
 
-/// The latest `deletionTimestamp` the server writes: the last second RFC 3339 (and Go's `time.Time` round trip
-/// through JSON) can express. A grace period too long to be added to the current time ends there instead.
-pub const LATEST_DELETION: &str = "9999-12-31T23:59:59Z";
+/// The latest `deletionTimestamp` the server writes, a day before the end of year 9999 (RFC 3339's last): clients
+/// must still parse it, and Rust's `jiff` (k8s-openapi's time type, so the agent's pod watch) stops at
+/// 9999-12-30T22:00Z: 9999-12-31T23:59:59Z broke the watch of every pod on the node. A grace period too long to be
+/// added to the current time ends here instead.
+pub const LATEST_DELETION: &str = "9999-12-30T00:00:00Z";
 
 /// When an object deleted at `now` with a grace period of `grace` seconds is due, as `deletionTimestamp` text.
 /// Saturates at [`LATEST_DELETION`]: `gracePeriodSeconds` is any int64 a client sends, and adding it unchecked
