@@ -93,15 +93,29 @@ enum SandboxWait {
     BackOff(Duration),
 }
 
-/// The kubelet's `FailedCreatePodSandBox` message for an engine error. The attempt's container name and id are
-/// taken out so that repeats read the same, and the event recorder folds them into one Event with a count.
+/// The kubelet's `FailedCreatePodSandBox` message for an engine error. The attempt's container name and the
+/// engine's ids (the container's, its network endpoint's: any 64-hex-digit word, and the container id's 12-digit
+/// short form) are taken out so that repeats read the same, and the event recorder folds them into one Event with a
+/// count.
 fn sandbox_failure(error: &str, name: &str, id: Option<&str>) -> String {
     let mut message = error.replace(name, "sandbox");
     if let Some(id) = id {
         message = message.replace(id, "").replace(id.get(..12).unwrap_or(id), "");
-        message = message.replace(" ()", "");
     }
-    format!("Failed to create pod sandbox: {message}")
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message.as_str();
+    while let Some(start) = rest.find(|c: char| c.is_ascii_hexdigit()) {
+        out.push_str(&rest[..start]);
+        let run = rest[start..]
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(rest.len() - start);
+        if run != 64 {
+            out.push_str(&rest[start..start + run]);
+        }
+        rest = &rest[start + run..];
+    }
+    out.push_str(rest);
+    format!("Failed to create pod sandbox: {}", out.replace(" ()", ""))
 }
 
 /// Upstream's default `terminationGracePeriodSeconds`.
@@ -1059,5 +1073,37 @@ impl Observed {
 
     fn newest(&self, kind: Kind, name: &str) -> Option<&ContainerInfo> {
         self.instances(kind, name).into_iter().next()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sandbox_failure;
+
+    #[test]
+    fn sandbox_failures_read_the_same_whatever_the_attempt() {
+        let docker = |name: &str, id: &str| {
+            format!(
+                "driver failed programming external connectivity on endpoint {name} ({id}): Error starting userland \
+                 proxy: listen tcp4 127.0.0.7:18080: bind: address already in use"
+            )
+        };
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let first = sandbox_failure(
+            &docker("berth_ns_web_POD_1234abcd_3", &a),
+            "berth_ns_web_POD_1234abcd_3",
+            None,
+        );
+        let second = sandbox_failure(
+            &docker("berth_ns_web_POD_1234abcd_4", &b),
+            "berth_ns_web_POD_1234abcd_4",
+            Some(&a),
+        );
+        assert_eq!(first, second);
+        assert_eq!(
+            first,
+            "Failed to create pod sandbox: driver failed programming external connectivity on endpoint sandbox: Error \
+             starting userland proxy: listen tcp4 127.0.0.7:18080: bind: address already in use"
+        );
     }
 }
