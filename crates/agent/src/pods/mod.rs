@@ -67,6 +67,9 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     let mut pods = watcher(api, config).default_backoff().boxed();
     let mut runtime_events = ctx.runtime.events(&labels::for_node(&node));
+    // When the event stream was last known to be alive: a new subscription starts there (less a margin for the
+    // engine's clock and delivery), so the engine replays what happened while it was broken.
+    let mut alive_at = chrono::Utc::now();
     let mut workers: HashMap<String, mpsc::UnboundedSender<Signal>> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut listing: Option<HashSet<String>> = None;
@@ -102,6 +105,7 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
             },
             event = runtime_events.next() => match event {
                 Some(Ok(event)) => {
+                    alive_at = chrono::Utc::now();
                     if let Some(tx) = event.labels.get(labels::POD_UID).and_then(|uid| workers.get(uid)) {
                         let signal = match event.kind {
                             RuntimeEventKind::Oom => Signal::Oom(event.container_id),
@@ -112,9 +116,9 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
                 }
                 Some(Err(error)) => {
                     tracing::warn!(%error, "container event stream failed; resubscribing");
-                    runtime_events = resubscribe(&ctx, &workers).await;
+                    runtime_events = resubscribe(&ctx, &workers, alive_at).await;
                 }
-                None => runtime_events = resubscribe(&ctx, &workers).await,
+                None => runtime_events = resubscribe(&ctx, &workers, alive_at).await,
             },
             Some(uid) = done_rx.recv() => {
                 workers.remove(&uid);
@@ -182,17 +186,22 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("(no message)")
 }
 
-/// A new event subscription after the old one broke, plus a poke for every worker: events may have been missed,
-/// and a sync relists the pod's containers.
+/// A new event subscription after the old one broke, plus a poke for every worker: a sync relists the pod's
+/// containers. The subscription starts a little before the old one was last seen alive, so the engine replays the
+/// events of the gap (repeats are harmless): an `oom` reported only there would otherwise leave an OOM-killed
+/// container reported as `Error` for good.
 async fn resubscribe(
     ctx: &Arc<Context>,
     workers: &HashMap<String, mpsc::UnboundedSender<Signal>>,
+    alive_at: chrono::DateTime<chrono::Utc>,
 ) -> futures::stream::BoxStream<'static, Result<berth_runtime::RuntimeEvent, berth_runtime::RuntimeError>> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     for tx in workers.values() {
         let _ = tx.send(Signal::Poke);
     }
-    ctx.runtime.events(&labels::for_node(&ctx.config.node_name))
+    let since = alive_at - chrono::TimeDelta::seconds(1);
+    ctx.runtime
+        .events_since(&labels::for_node(&ctx.config.node_name), since)
 }
 
 /// Removes this node's containers whose pod is not in the API server's list (deleted while the agent was down).
