@@ -412,3 +412,26 @@ async fn a_pod_with_a_huge_grace_period_does_not_stop_namespace_deletion() {
     assert!(!crate::lifecycle::finalize_namespaces(&api.state).await);
     assert_eq!(api.get("/api/v1/namespaces/huge").await.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn client_numbers_past_their_range_are_refused() {
+    let api = Api::new().await;
+    // An int32 field past its range is a decoding error (400), as in upstream's typed decoding.
+    let mut p = bound_pod("i32", None);
+    p["spec"]["containers"][0]["livenessProbe"] =
+        json!({"exec": {"command": ["true"]}, "periodSeconds": 9_999_999_999_i64});
+    let (code, _) = api.post("/api/v1/namespaces/default/pods", p).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    // activeDeadlineSeconds is an int64 that upstream bounds to int32's range.
+    let mut p = bound_pod("ads", None);
+    p["spec"]["activeDeadlineSeconds"] = json!(9_999_999_999_i64);
+    let (code, body) = api.post("/api/v1/namespaces/default/pods", p).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("must be between 1 and 2147483647, inclusive"),
+        "{body}"
+    );
+}
