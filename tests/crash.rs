@@ -168,3 +168,60 @@ fn acknowledged_writes_survive_kill_9_and_revisions_never_go_back() {
         verify(&s, &acks, cycle);
     }
 }
+
+/// Every directory and file under `dir` with a group or other permission bit, as `path mode` lines.
+fn readable_by_others(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in fs::read_dir(&current).expect("read data dir") {
+            let entry = entry.expect("entry");
+            let meta = entry.metadata().expect("metadata");
+            if meta.permissions().mode() & 0o077 != 0 {
+                found.push(format!(
+                    "{} {:o}",
+                    entry.path().display(),
+                    meta.permissions().mode() & 0o777
+                ));
+            }
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_data_dir_is_private_to_the_server_and_repaired_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut server = Server::start();
+    server.kubectl_ok(&["create", "secret", "generic", "s", "--from-literal=password=hunter2"]);
+    let data = server.data_dir();
+    let mode = |p: &std::path::Path| fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    // The store holds every Secret: nobody but the server's user may read it, or even look into the directory.
+    assert_eq!(mode(&data), 0o700, "data dir");
+    let open = readable_by_others(&data);
+    assert!(open.is_empty(), "{open:?}");
+
+    // An install from before this rule (0755 directory, 0644 store files) is repaired at the next start.
+    server.kill9();
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut pending = vec![data.clone()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).expect("read") {
+            let path = entry.expect("entry").path();
+            let loose = if path.is_dir() { 0o755 } else { 0o644 };
+            fs::set_permissions(&path, fs::Permissions::from_mode(loose)).expect("chmod");
+            if path.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    server.start_again();
+    server.kubectl_ok(&["get", "secret", "s"]);
+    assert_eq!(mode(&data), 0o700, "data dir");
+    let open = readable_by_others(&data);
+    assert!(open.is_empty(), "{open:?}");
+}

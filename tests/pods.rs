@@ -911,4 +911,99 @@ fn sub_path_mounts_of_a_pod_deleted_while_the_agent_was_down_are_removed() {
         agent.log()
     );
     assert!(docker_ps(&format!("berth.node={}", agent.node())).is_empty());
+#[test]
+fn huge_numbers_from_clients_neither_panic_the_server_nor_the_agent() {
+    let server = Server::start_with_agent();
+    let spec = format!("  containers:\n  - name: app\n    image: {IMAGE}\n");
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &pod_yaml(&server, "big", &spec));
+    wait_pod(&server, "big", Duration::from_secs(60), "Running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+    // i64::MAX seconds ago overflowed the agent's time arithmetic: its handler panicked and the client saw 503.
+    let logs = server.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/pods/big/log?sinceSeconds=9223372036854775807",
+    ]);
+    assert!(logs.status.success(), "{}", support::text(&logs.stderr));
+
+    // i64::MAX seconds from now reset the connection; now the deadline saturates and the agent still stops the pod.
+    server.kubectl_ok(&[
+        "delete",
+        "--raw",
+        "/api/v1/namespaces/default/pods/big?gracePeriodSeconds=9223372036854775807",
+    ]);
+    let gone = eventually(Duration::from_secs(60), || {
+        let out = server.kubectl(&["get", "pod", "big", "-o", "json"]);
+        (!out.status.success()).then_some(())
+    });
+    assert!(gone.is_some(), "pod big was never removed\n{}", server.log());
+
+    // A pod with that terminationGracePeriodSeconds killed the namespace finalizer: every namespace deletion in the
+    // cluster hung. Both namespaces now go.
+    for ns in ["huge", "plain"] {
+        server.kubectl_ok(&["create", "namespace", ns]);
+    }
+    let huge = format!(
+        "  terminationGracePeriodSeconds: 9223372036854775807\n  containers:\n  - name: app\n    image: {IMAGE}\n"
+    );
+    server.kubectl_stdin_ok(&["apply", "-n", "huge", "-f", "-"], &pod_yaml(&server, "p", &huge));
+    server.kubectl_ok(&["create", "configmap", "cm", "-n", "plain", "--from-literal=a=b"]);
+    let running = eventually(Duration::from_secs(60), || {
+        let out = server.kubectl(&["get", "pod", "p", "-n", "huge", "-o", "jsonpath={.status.phase}"]);
+        (support::text(&out.stdout) == "Running").then_some(())
+    });
+    assert!(running.is_some(), "pod p never ran");
+    server.kubectl_ok(&["delete", "namespace", "huge", "--wait=false"]);
+    server.kubectl_ok(&["delete", "namespace", "plain", "--wait=false"]);
+    for ns in ["plain", "huge"] {
+        let gone = eventually(Duration::from_secs(90), || {
+            (!server.kubectl(&["get", "namespace", ns]).status.success()).then_some(())
+        });
+        assert!(gone.is_some(), "namespace {ns} never went away\n{}", server.log());
+    }
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+#[test]
+fn a_pod_whose_host_port_is_taken_backs_off_under_one_event() {
+    let server = Server::start_with_agent();
+    // Something else on the host holds the port (on a loopback address of its own, never an external one).
+    let taken = std::net::TcpListener::bind("127.0.0.7:0").expect("bind 127.0.0.7");
+    let port = taken.local_addr().expect("addr").port();
+    let spec = format!(
+        "  containers:\n  - name: app\n    image: {IMAGE}\n    ports:\n    - containerPort: 8080\n      \
+         hostPort: {port}\n      hostIP: 127.0.0.7\n"
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &pod_yaml(&server, "busy", &spec));
+
+    // The first failure and an immediate retry, then 10 s of back-off: in 15 s at most three sandboxes (it was ~5 a
+    // second, with a new Event each).
+    let events = |server: &Server| -> Vec<Value> {
+        let out = server.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=busy,reason=FailedCreatePodSandBox",
+            "-o",
+            "json",
+        ]);
+        let list: Value = serde_json::from_str(&out).expect("event list");
+        list["items"].as_array().cloned().unwrap_or_default()
+    };
+    let first = eventually(Duration::from_secs(60), || (!events(&server).is_empty()).then_some(()));
+    assert!(first.is_some(), "no FailedCreatePodSandBox event\n{}", server.log());
+    std::thread::sleep(Duration::from_secs(15));
+    let items = events(&server);
+    assert_eq!(items.len(), 1, "repeats fold into one Event: {items:#?}");
+    let count = items[0]["count"].as_i64().unwrap_or(0);
+    assert!(
+        (1..=4).contains(&count),
+        "{count} sandbox failures in ~15 s: {items:#?}"
+    );
+    let message = items[0]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("Failed to create pod sandbox: "), "{message}");
+    let pod = pod_json(&server, "busy");
+    assert_eq!(pod["status"]["phase"], "Pending", "{pod:#}");
+    drop(taken);
 }

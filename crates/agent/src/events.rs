@@ -101,7 +101,7 @@ async fn write_events(client: kube::Client, node: String, mut rx: mpsc::Unbounde
         let now = crate::time::now();
         seen.retain(|_, s| s.last.elapsed() < CORRELATION_WINDOW);
         if let Some(previous) = seen.get_mut(&key) {
-            previous.count += 1;
+            previous.count = previous.count.saturating_add(1);
             previous.last = Instant::now();
             let patch = serde_json::json!({"count": previous.count, "lastTimestamp": now});
             match api

@@ -103,6 +103,17 @@ pub async fn run(
             step: "creating the agent data directory",
             source,
         })?;
+    // Pod volumes beneath it hold Secret files: only the agent's user may look in (containers get them through
+    // bind mounts, which do not need the parents to be searchable).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tokio::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))
+            .await
+            .map_err(|source| AgentError::Io {
+                step: "making the agent data directory private",
+                source,
+            })?;
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -157,7 +168,7 @@ pub async fn run(
         recorder,
     });
     tracing::info!(node = %ctx.config.node_name, port, "agent running");
-    pods::run(ctx, stop_rx).await;
+    pods::supervise(ctx, stop_rx).await;
     match server.await {
         Ok(result) => result?,
         Err(error) => tracing::warn!(%error, "agent endpoint task failed"),

@@ -223,3 +223,99 @@ async fn an_oom_event_after_the_exit_still_says_oom_killed() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_sandbox_that_never_starts_is_retried_with_back_off_under_one_event() {
+    let cluster = cluster().await;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "default");
+    // Like Docker with the hostPort taken: every sandbox start is refused, naming the attempt's container.
+    cluster.fake.refuse_start(|config, id| {
+        (config.labels.get("berth.container.kind").map(String::as_str) == Some("infra")).then(|| RuntimeError::Engine {
+            operation: "start container",
+            message: format!(
+                "driver failed programming external connectivity on endpoint {} ({id}): Bind for \
+                     127.0.0.1:18080 failed: port is already allocated",
+                config.name
+            ),
+        })
+    });
+    let spec = serde_json::json!({"name": "app", "image": berth_image::WORKLOAD_IMAGE});
+    pods.create(&PostParams::default(), &pod(&cluster.node, "blocked", spec))
+        .await
+        .expect("create");
+
+    // Each failed sandbox emits create/start/destroy events that used to sync the pod at once: ~5 sandboxes a
+    // second. With back-off: the first one, an immediate retry, then nothing for 10 s.
+    let sandboxes = || cluster.fake.calls_of("create_container").len();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sandboxes() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no retry at all");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let attempts = sandboxes();
+    assert!(
+        attempts <= 3,
+        "{attempts} sandboxes in 6 s: {:?}",
+        cluster.fake.calls_of("create_container")
+    );
+
+    // The repeats aggregate into one Event whose count is the number of failures.
+    let events: Api<Event> = Api::namespaced(cluster.client.clone(), "default");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let failed: Vec<Event> = events
+            .list(&ListParams::default().fields("involvedObject.name=blocked"))
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("FailedCreatePodSandBox"))
+            .collect();
+        let count = failed.first().and_then(|e| e.count).unwrap_or(0);
+        if failed.len() == 1 && count >= 2 {
+            let message = failed[0].message.clone().unwrap_or_default();
+            assert!(
+                message.starts_with("Failed to create pod sandbox: ") && message.contains("port is already allocated"),
+                "{message}"
+            );
+            assert!(count as usize <= attempts, "{count} events for {attempts} attempts");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            failed.iter().map(|e| (e.count, e.message.clone())).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The pod waits, Pending, rather than failing.
+    let pod = pods.get("blocked").await.expect("get");
+    assert_eq!(pod.status.and_then(|s| s.phase).as_deref(), Some("Pending"));
+}
+
+#[tokio::test]
+async fn a_pod_worker_that_panics_is_started_again_and_other_pods_carry_on() {
+    let cluster = cluster().await;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "default");
+    // The first start of the app container of pod "bad" panics inside its worker.
+    let panicked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let once = panicked.clone();
+    cluster.fake.exit_on_start(move |config| {
+        let bad = config.name.starts_with("berth_default_bad_app_");
+        if bad && !once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            panic!("injected panic in the pod worker");
+        }
+        None
+    });
+    for name in ["bad", "good"] {
+        let spec = serde_json::json!({"name": "app", "image": berth_image::WORKLOAD_IMAGE});
+        pods.create(&PostParams::default(), &pod(&cluster.node, name, spec))
+            .await
+            .expect("create");
+    }
+    wait_running(&pods, "good").await;
+    // Without supervision the worker stayed dead and the pod never ran (until its object changed).
+    wait_running(&pods, "bad").await;
+    assert!(panicked.load(std::sync::atomic::Ordering::SeqCst));
+}

@@ -270,6 +270,13 @@ fn pod_spec(spec: &mut Value) {
     set(s, "restartPolicy", json!("Always"));
     set(s, "securityContext", json!({}));
     set(s, "terminationGracePeriodSeconds", json!(30));
+    // Upstream (since 1.27) treats a negative grace period as one second when defaulting, and stores that.
+    if s.get("terminationGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .is_some_and(|g| g < 0)
+    {
+        s.insert("terminationGracePeriodSeconds".into(), json!(1));
+    }
     set(s, "schedulerName", json!("default-scheduler"));
     for key in ["containers", "initContainers", "ephemeralContainers"] {
         if let Some(Value::Array(list)) = s.get_mut(key) {

@@ -327,9 +327,7 @@ async fn delete_options(headers: &HeaderMap, b: Body, params: &Params) -> Result
             opts.dry_run = true;
         }
     }
-    if opts.grace_period.is_some_and(|g| g < 0) {
-        opts.grace_period = Some(0);
-    }
+    // A negative period is the kind's business: a Pod's strategy takes it as one second, as upstream's does.
     Ok(opts)
 }
 

@@ -2,11 +2,12 @@
 //! the built-in namespaces and the `kubernetes` Service at start-up, emptying and finalizing namespaces being
 //! deleted, and expiring Events after their TTL. Nothing here touches containers.
 
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use berth_api::resources::{by_plural, RESOURCES};
 use berth_api::{meta, ResourceInfo};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -69,6 +70,9 @@ pub async fn bootstrap(state: &AppState, secure_port: u16) -> Result<()> {
 }
 
 /// Runs the namespace finalizer and the event TTL until `shutdown` fires.
+///
+/// Each is supervised: a pass that panics is logged and the loop carries on with the next pass, so one bad object
+/// can never stop namespace deletion or event expiry for the rest of the cluster.
 pub async fn run(state: AppState, event_ttl: Duration, mut shutdown: watch::Receiver<bool>) {
     let ns_state = state.clone();
     let mut ns_shutdown = shutdown.clone();
@@ -82,8 +86,10 @@ pub async fn run(state: AppState, event_ttl: Duration, mut shutdown: watch::Rece
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                if let Err(e) = expire_events(&state, event_ttl).await {
-                    tracing::warn!(error = %e.0, "expiring events failed");
+                match AssertUnwindSafe(expire_events(&state, event_ttl)).catch_unwind().await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e.0, "expiring events failed"),
+                    Err(panic) => tracing::error!(panic = panic_message(&panic), "expiring events panicked"),
                 }
             }
             _ = shutdown.changed() => break,
@@ -92,16 +98,25 @@ pub async fn run(state: AppState, event_ttl: Duration, mut shutdown: watch::Rece
     let _ = namespaces.await;
 }
 
+/// The text of a caught panic, for the log.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 /// Watches namespaces; whenever one is being deleted, deletes its contents and finalizes it.
 async fn namespace_loop(state: AppState) {
     loop {
-        let busy = match finalize_namespaces(&state).await {
-            Ok(busy) => busy,
-            Err(e) => {
-                tracing::warn!(error = %e.0, "namespace finalization failed");
+        let busy = AssertUnwindSafe(finalize_namespaces(&state))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                tracing::error!(panic = panic_message(&panic), "namespace finalization panicked");
                 true
-            }
-        };
+            });
         if busy {
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
@@ -119,64 +134,99 @@ async fn namespace_loop(state: AppState) {
     }
 }
 
-/// One pass over terminating namespaces. Returns whether any is still waiting for its contents to go.
-async fn finalize_namespaces(state: &AppState) -> Result<bool> {
-    let ns_r = resource("", "namespaces")?;
-    let (namespaces, _) = state.registry.list(ns_r, None).await?;
+/// One pass over terminating namespaces. Returns whether any is still waiting (for its contents to go, or after a
+/// failure). Each namespace is handled on its own: an error or a panic in one is logged and the others go on.
+pub(crate) async fn finalize_namespaces(state: &AppState) -> bool {
+    let names = match terminating_namespaces(state).await {
+        Ok(names) => names,
+        Err(e) => {
+            tracing::warn!(error = %e.0, "listing namespaces failed");
+            return true;
+        }
+    };
     let mut busy = false;
-    for ns in namespaces
-        .iter()
-        .filter(|n| meta::str_field(n, "deletionTimestamp").is_some())
-    {
-        let name = meta::name(ns).to_string();
-        let mut remaining = 0usize;
-        for r in RESOURCES.iter().filter(|r| r.namespaced()) {
-            let (items, _) = state.registry.list(r, Some(&name)).await?;
-            for item in items {
-                remaining += 1;
-                if meta::str_field(&item, "deletionTimestamp").is_some() {
-                    continue;
-                }
-                match state
-                    .registry
-                    .delete(r, Some(&name), meta::name(&item), &DeleteOptions::default())
-                    .await
-                {
-                    Ok(Deleted::Gone(_)) => remaining -= 1,
-                    Ok(Deleted::Pending(_)) => {}
-                    Err(Error(e)) if e.code == 404 => remaining -= 1,
-                    Err(e) => return Err(e),
-                }
+    for name in names {
+        match AssertUnwindSafe(finalize_namespace(state, &name)).catch_unwind().await {
+            Ok(Ok(done)) => busy |= !done,
+            Ok(Err(e)) => {
+                tracing::warn!(namespace = %name, error = %e.0, "namespace finalization failed");
+                busy = true;
+            }
+            Err(panic) => {
+                tracing::error!(namespace = %name, panic = panic_message(&panic), "namespace finalization panicked");
+                busy = true;
             }
         }
-        if remaining > 0 {
-            busy = true;
-            continue;
-        }
-        // Empty: drop the `kubernetes` finalizer; with no finalizers left the namespace is deleted.
-        let r = state
-            .registry
-            .write_loop(
-                ns_r,
-                None,
-                &name,
-                None,
-                &WriteOptions::default(),
-                |old| {
-                    let mut next = old.clone();
-                    next["spec"]["finalizers"] = json!([]);
-                    Ok(next)
-                },
-                None,
-            )
-            .await;
-        match r {
-            Ok(_) => {}
-            Err(Error(e)) if e.code == 404 => {}
-            Err(e) => return Err(e),
+    }
+    busy
+}
+
+/// The names of the namespaces being deleted.
+async fn terminating_namespaces(state: &AppState) -> Result<Vec<String>> {
+    let ns_r = resource("", "namespaces")?;
+    let (namespaces, _) = state.registry.list(ns_r, None).await?;
+    Ok(namespaces
+        .iter()
+        .filter(|n| meta::str_field(n, "deletionTimestamp").is_some())
+        .map(|n| meta::name(n).to_string())
+        .collect())
+}
+
+/// Deletes what is left in one terminating namespace, and finalizes it once it is empty. Returns whether it was
+/// finalized. An object that cannot be deleted is logged and skipped, so the rest of the namespace still goes.
+async fn finalize_namespace(state: &AppState, name: &str) -> Result<bool> {
+    let ns_r = resource("", "namespaces")?;
+    let mut remaining = 0usize;
+    for r in RESOURCES.iter().filter(|r| r.namespaced()) {
+        let (items, _) = state.registry.list(r, Some(name)).await?;
+        for item in items {
+            remaining += 1;
+            if meta::str_field(&item, "deletionTimestamp").is_some() {
+                continue;
+            }
+            match state
+                .registry
+                .delete(r, Some(name), meta::name(&item), &DeleteOptions::default())
+                .await
+            {
+                Ok(Deleted::Gone(_)) => remaining -= 1,
+                Ok(Deleted::Pending(_)) => {}
+                Err(Error(e)) if e.code == 404 => remaining -= 1,
+                Err(Error(e)) => tracing::warn!(
+                    namespace = %name,
+                    resource = r.plural,
+                    object = meta::name(&item),
+                    error = %e,
+                    "deleting a namespace's object failed"
+                ),
+            }
         }
     }
-    Ok(busy)
+    if remaining > 0 {
+        return Ok(false);
+    }
+    // Empty: drop the `kubernetes` finalizer; with no finalizers left the namespace is deleted.
+    let r = state
+        .registry
+        .write_loop(
+            ns_r,
+            None,
+            name,
+            None,
+            &WriteOptions::default(),
+            |old| {
+                let mut next = old.clone();
+                next["spec"]["finalizers"] = json!([]);
+                Ok(next)
+            },
+            None,
+        )
+        .await;
+    match r {
+        Ok(_) => Ok(true),
+        Err(Error(e)) if e.code == 404 => Ok(true),
+        Err(e) => Err(e),
+    }
 }
 
 /// Deletes Events older than the TTL (upstream's `--event-ttl`, one hour by default).
@@ -202,7 +252,10 @@ async fn expire_events(state: &AppState, ttl: Duration) -> Result<()> {
             {
                 Ok(_) => {}
                 Err(Error(e)) if e.code == 404 => {}
-                Err(e) => return Err(e),
+                // One Event that cannot be deleted must not keep the others forever.
+                Err(Error(e)) => {
+                    tracing::warn!(namespace = %ns, event = meta::name(&ev), error = %e, "expiring an event failed")
+                }
             }
         }
     }

@@ -396,12 +396,9 @@ impl Registry {
                     None
                 };
                 if current.is_none_or(|c| g < c) {
-                    let when = Utc::now() + chrono::Duration::seconds(g);
+                    let when = strategy::deletion_deadline(Utc::now(), g);
                     let m = meta::metadata_mut(&mut marked);
-                    m.insert(
-                        "deletionTimestamp".into(),
-                        json!(when.to_rfc3339_opts(SecondsFormat::Secs, true)),
-                    );
+                    m.insert("deletionTimestamp".into(), json!(when));
                     m.insert("deletionGracePeriodSeconds".into(), json!(g));
                 }
                 pending = true;

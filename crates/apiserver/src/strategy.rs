@@ -70,7 +70,31 @@ pub fn graceful_period(r: &ResourceInfo, obj: &Value, requested: Option<i64>) ->
         .get("terminationGracePeriodSeconds")
         .and_then(Value::as_i64)
         .unwrap_or(30);
-    Some(requested.unwrap_or(default).max(0))
+    // Upstream's podStrategy.CheckGracefulDelete: a negative period (requested or stored) means one second.
+    match requested.unwrap_or(default) {
+        p if p < 0 => Some(1),
+        p => Some(p),
+    }
+}
+
+/// The latest `deletionTimestamp` the server writes, a day before the end of year 9999 (RFC 3339's last): clients
+/// must still parse it, and Rust's `jiff` (k8s-openapi's time type, so the agent's pod watch) stops at
+/// 9999-12-30T22:00Z: 9999-12-31T23:59:59Z broke the watch of every pod on the node. A grace period too long to be
+/// added to the current time ends here instead.
+pub const LATEST_DELETION: &str = "9999-12-30T00:00:00Z";
+
+/// When an object deleted at `now` with a grace period of `grace` seconds is due, as `deletionTimestamp` text.
+/// Saturates at [`LATEST_DELETION`]: `gracePeriodSeconds` is any int64 a client sends, and adding it unchecked
+/// panicked the request (and the namespace finalizer) for values near `i64::MAX`.
+pub fn deletion_deadline(now: chrono::DateTime<chrono::Utc>, grace: i64) -> String {
+    let latest = chrono::DateTime::parse_from_rfc3339(LATEST_DELETION)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+    chrono::TimeDelta::try_seconds(grace)
+        .and_then(|d| now.checked_add_signed(d))
+        .filter(|t| *t < latest)
+        .unwrap_or(latest)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Whether a deleting object still waits on a kind-specific finalizer outside `metadata.finalizers`: a

@@ -317,3 +317,121 @@ async fn a_watch_from_a_revision_sees_later_changes_and_selector_exits_as_deleti
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["ADDED", "DELETED"], "entering then leaving the selection");
 }
+
+fn bound_pod(name: &str, grace: Option<i64>) -> Value {
+    let mut p = json!({
+        "metadata": {"name": name},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "img:1"}]},
+    });
+    if let Some(g) = grace {
+        p["spec"]["terminationGracePeriodSeconds"] = json!(g);
+    }
+    p
+}
+
+#[tokio::test]
+async fn huge_and_negative_grace_periods_are_clamped_not_panics() {
+    let api = Api::new().await;
+    let pods = "/api/v1/namespaces/default/pods";
+    api.post(pods, bound_pod("huge", None)).await;
+    // i64::MAX seconds from now overflowed the timestamp arithmetic: the connection was reset.
+    let (code, marked) = api
+        .call(
+            Method::DELETE,
+            &format!("{pods}/huge?gracePeriodSeconds=9223372036854775807"),
+            "application/json",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{marked}");
+    assert_eq!(marked["metadata"]["deletionTimestamp"], "9999-12-30T00:00:00Z");
+    assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], i64::MAX);
+    // Beyond int64 is not a number the API takes.
+    let (code, _) = api
+        .call(
+            Method::DELETE,
+            &format!("{pods}/huge?gracePeriodSeconds=9223372036854775808"),
+            "application/json",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+
+    // Upstream treats a negative grace period as one second, requested or stored.
+    let (_, created) = api.post(pods, bound_pod("negative", Some(-1))).await;
+    assert_eq!(created["spec"]["terminationGracePeriodSeconds"], 1, "{created}");
+    let (_, marked) = api.delete(&format!("{pods}/negative")).await;
+    assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 1);
+    api.post(pods, bound_pod("asked", None)).await;
+    let (_, marked) = api
+        .call(
+            Method::DELETE,
+            &format!("{pods}/asked?gracePeriodSeconds=-5"),
+            "application/json",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 1, "{marked}");
+}
+
+#[tokio::test]
+async fn a_pod_with_a_huge_grace_period_does_not_stop_namespace_deletion() {
+    let api = Api::new().await;
+    for ns in ["huge", "plain"] {
+        api.post("/api/v1/namespaces", json!({"metadata": {"name": ns}})).await;
+    }
+    let (code, _) = api
+        .post("/api/v1/namespaces/huge/pods", bound_pod("p", Some(i64::MAX)))
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    api.post(
+        "/api/v1/namespaces/plain/configmaps",
+        json!({"metadata": {"name": "cm"}}),
+    )
+    .await;
+    api.delete("/api/v1/namespaces/huge").await;
+    api.delete("/api/v1/namespaces/plain").await;
+
+    // One pass: the huge-grace pod is marked (its agent finishes it), and the other namespace goes regardless.
+    assert!(
+        crate::lifecycle::finalize_namespaces(&api.state).await,
+        "huge still waits for its pod"
+    );
+    assert_eq!(api.get("/api/v1/namespaces/plain").await.0, StatusCode::NOT_FOUND);
+    let (_, pod) = api.get("/api/v1/namespaces/huge/pods/p").await;
+    assert_eq!(pod["metadata"]["deletionTimestamp"], "9999-12-30T00:00:00Z", "{pod}");
+
+    // The agent stopped the containers and deletes the pod with grace 0: the namespace finishes.
+    api.call(
+        Method::DELETE,
+        "/api/v1/namespaces/huge/pods/p?gracePeriodSeconds=0",
+        "application/json",
+        Value::Null,
+    )
+    .await;
+    assert!(!crate::lifecycle::finalize_namespaces(&api.state).await);
+    assert_eq!(api.get("/api/v1/namespaces/huge").await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn client_numbers_past_their_range_are_refused() {
+    let api = Api::new().await;
+    // An int32 field past its range is a decoding error (400), as in upstream's typed decoding.
+    let mut p = bound_pod("i32", None);
+    p["spec"]["containers"][0]["livenessProbe"] =
+        json!({"exec": {"command": ["true"]}, "periodSeconds": 9_999_999_999_i64});
+    let (code, _) = api.post("/api/v1/namespaces/default/pods", p).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    // activeDeadlineSeconds is an int64 that upstream bounds to int32's range.
+    let mut p = bound_pod("ads", None);
+    p["spec"]["activeDeadlineSeconds"] = json!(9_999_999_999_i64);
+    let (code, body) = api.post("/api/v1/namespaces/default/pods", p).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("must be between 1 and 2147483647, inclusive"),
+        "{body}"
+    );
+}

@@ -252,14 +252,16 @@ async fn run_server(config: berth_apiserver::Config, args: ServerArgs) -> Result
         Some(ready_tx),
         stopped(stop_rx.clone()),
     ));
+    let ready = match ready_rx.await {
+        Ok(ready) => ready,
+        // The API server failed before it was ready: its own error says why.
+        Err(_) => return api.await.context("API server task")?,
+    };
+    // Again now that the store has created its files (with the process umask).
+    secure_data_dir(&data_dir, Some("agent"))?;
     let agent = if args.disable_agent {
         None
     } else {
-        let ready = match ready_rx.await {
-            Ok(ready) => ready,
-            // The API server failed before it was ready: its own error says why.
-            Err(_) => return api.await.context("API server task")?,
-        };
         let client = kube_client(&ready.url, &ready.ca_pem, &ready.token)?;
         let runtime = docker().await?;
         // A documentation address (TEST-NET-1) stands for "anywhere off this host": only the route is looked up.
@@ -385,6 +387,46 @@ async fn shutdown_signal() {
     }
 }
 
+/// Makes the data directory private to the user berth runs as: the store in it holds every Secret. The directory
+/// is created (or repaired, for installs from before this rule) with mode 0700, every directory beneath it 0700 and
+/// every file 0600, symlinks untouched. It runs before the server starts and again once it is ready (the store has
+/// created its files by then). Files the store creates later get the process umask, but nobody else can reach them
+/// through a 0700 directory. (A process umask of 0077 would cover those too, but the agent in the same process
+/// writes files and directories that containers running as other users must read.)
+///
+/// `agent` names a subdirectory that is only made 0700 itself: it holds pod volumes, whose own modes (an emptyDir
+/// is 0777, projected files have their `defaultMode`) are what containers see and must stay as the agent set them.
+fn secure_data_dir(dir: &std::path::Path, agent: Option<&str>) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    let private = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("making {} private", path.display()))
+    };
+    private(dir, 0o700)?;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let entries = std::fs::read_dir(&current).with_context(|| format!("reading {}", current.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("reading {}", current.display()))?;
+            let path = entry.path();
+            let kind = entry
+                .file_type()
+                .with_context(|| format!("reading {}", path.display()))?;
+            if kind.is_dir() {
+                private(&path, 0o700)?;
+                let volumes = current == dir && agent.is_some_and(|a| entry.file_name() == a);
+                if !volumes {
+                    pending.push(path);
+                }
+            } else if kind.is_file() {
+                private(&path, 0o600)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     // One crypto provider for every rustls user in the process; without this, crates that enable a second
     // provider make rustls panic at the first handshake.
@@ -412,6 +454,7 @@ fn main() -> Result<()> {
             config.insecure_listen = args.insecure_listen;
             config.service_cidr = args.service_cidr.clone();
             config.tls_sans = args.tls_sans.clone();
+            secure_data_dir(&config.data_dir, Some("agent"))?;
             // The agent's endpoint takes a quarter of the descriptors left for connections when it shares the
             // process, so the API server gets the other three.
             let share = if args.disable_agent { 1.0 } else { 0.75 };
@@ -430,6 +473,7 @@ fn main() -> Result<()> {
         }
         Command::Agent(args) => {
             init_tracing(args.log_json);
+            secure_data_dir(&args.data_dir, None)?;
             raise_open_file_limit();
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(run_agent(args))

@@ -379,6 +379,17 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     fn events(&self, labels: &BTreeMap<String, String>) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>> {
+        // bollard sends the request only when the stream is first polled; `since` = the moment of this call makes
+        // the engine replay whatever happened in between, so "from now on" means from this call, not from the
+        // first poll.
+        self.events_since(labels, Utc::now())
+    }
+
+    fn events_since(
+        &self,
+        labels: &BTreeMap<String, String>,
+        since: DateTime<Utc>,
+    ) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>> {
         let mut filters = label_filters(labels);
         filters.insert("type".into(), vec!["container".into()]);
         filters.insert(
@@ -388,11 +399,7 @@ impl ContainerRuntime for DockerRuntime {
                 .map(|s| s.to_string())
                 .collect(),
         );
-        // bollard sends the request only when the stream is first polled; `since` = the moment of this call makes
-        // the engine replay whatever happened in between, so "from now on" means from this call, not from the
-        // first poll.
-        let now = Utc::now();
-        let since = format!("{}.{:09}", now.timestamp(), now.timestamp_subsec_nanos());
+        let since = format!("{}.{:09}", since.timestamp(), since.timestamp_subsec_nanos());
         let options = EventsOptionsBuilder::default().since(&since).filters(&filters).build();
         self.docker
             .events(Some(options))

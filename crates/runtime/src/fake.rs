@@ -33,6 +33,7 @@ pub struct ExecScript {
 
 /// Decides, for a container being started, whether it exits at once and with which code (`None`: keeps running).
 type StartHook = Box<dyn Fn(&ContainerConfig) -> Option<i64> + Send + Sync>;
+type StartRefusal = Box<dyn Fn(&ContainerConfig, &str) -> Option<RuntimeError> + Send + Sync>;
 
 /// An in-memory container runtime that records calls and can be scripted. Cheap to share behind an `Arc`.
 pub struct FakeRuntime {
@@ -78,6 +79,7 @@ struct State {
     exec_scripts: Vec<(Vec<String>, ExecScript)>,
     execs: BTreeMap<String, FakeExec>,
     start_hook: Option<StartHook>,
+    start_refusal: Option<StartRefusal>,
     version: Option<RuntimeVersion>,
 }
 
@@ -235,6 +237,13 @@ impl FakeRuntime {
     /// (`None`): for init containers and crash loops. The hook sees the creation config.
     pub fn exit_on_start(&self, hook: impl Fn(&ContainerConfig) -> Option<i64> + Send + Sync + 'static) {
         self.lock().start_hook = Some(Box::new(hook));
+    }
+
+    /// Decides for every container started from now on whether the engine refuses to start it (`Some(error)`),
+    /// the way Docker refuses a sandbox whose hostPort is taken. The hook sees the creation config and the id, so
+    /// its message can name the attempt as Docker's does.
+    pub fn refuse_start(&self, hook: impl Fn(&ContainerConfig, &str) -> Option<RuntimeError> + Send + Sync + 'static) {
+        self.lock().start_refusal = Some(Box::new(hook));
     }
 
     /// The configuration a container was created with.
@@ -627,6 +636,13 @@ impl ContainerRuntime for FakeRuntime {
                         message: format!("cannot join network of a non running container: {joined}"),
                     });
                 }
+            }
+            if let Some(error) = state
+                .start_refusal
+                .as_ref()
+                .and_then(|hook| hook(&state.containers[&id].config, &id))
+            {
+                return Err(error);
             }
             let exit_code = {
                 let config = &state.containers[&id].config;

@@ -289,6 +289,18 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// error when the engine connection breaks; the caller resubscribes and relists.
     fn events(&self, labels: &BTreeMap<String, String>) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>>;
 
+    /// Like [`Self::events`], but starting at `since`: an engine that keeps recent events replays those after it,
+    /// so a subscription renewed after a broken one misses nothing in between (an `oom` lost there is lost for
+    /// good: it is the only place some engines report it). The default cannot replay and starts now.
+    fn events_since(
+        &self,
+        labels: &BTreeMap<String, String>,
+        since: DateTime<Utc>,
+    ) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>> {
+        let _ = since;
+        self.events(labels)
+    }
+
     /// A container's logs (stdout and stderr interleaved as written).
     async fn logs(
         &self,

@@ -35,7 +35,7 @@ impl Backoff {
         if expired(event_time, entry.last_update) {
             return None;
         }
-        let until = event_time + chrono::Duration::from_std(entry.delay).ok()?;
+        let until = event_time.checked_add_signed(chrono::Duration::from_std(entry.delay).ok()?)?;
         (now < until).then_some(until)
     }
 

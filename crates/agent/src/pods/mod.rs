@@ -16,11 +16,12 @@ mod volumes;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_runtime::{ContainerRuntime, RuntimeEventKind};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::{watcher, WatchStreamExt};
@@ -42,6 +43,24 @@ pub struct Context {
     pub start_slots: Arc<tokio::sync::Semaphore>,
 }
 
+/// Runs pods until `shutdown` flips to true, starting the manager again (after a second) if it panics: a new
+/// manager relists the node's pods and adopts their containers, as after an agent restart.
+pub async fn supervise(ctx: Arc<Context>, shutdown: watch::Receiver<bool>) {
+    loop {
+        match AssertUnwindSafe(run(ctx.clone(), shutdown.clone()))
+            .catch_unwind()
+            .await
+        {
+            Ok(()) => return,
+            Err(panic) => tracing::error!(panic = %panic_message(&panic), "pod manager panicked; starting it again"),
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::time::sleep(WORKER_RESTART_INITIAL).await;
+    }
+}
+
 /// Runs pods until `shutdown` flips to true. Containers are left running on shutdown: a restarted agent adopts them.
 pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     let node = ctx.config.node_name.clone();
@@ -49,6 +68,9 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     let mut pods = watcher(api, config).default_backoff().boxed();
     let mut runtime_events = ctx.runtime.events(&labels::for_node(&node));
+    // When the event stream was last known to be alive: a new subscription starts there (less a margin for the
+    // engine's clock and delivery), so the engine replays what happened while it was broken.
+    let mut alive_at = chrono::Utc::now();
     let mut workers: HashMap<String, mpsc::UnboundedSender<Signal>> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut listing: Option<HashSet<String>> = None;
@@ -87,6 +109,7 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
             },
             event = runtime_events.next() => match event {
                 Some(Ok(event)) => {
+                    alive_at = chrono::Utc::now();
                     if let Some(tx) = event.labels.get(labels::POD_UID).and_then(|uid| workers.get(uid)) {
                         let signal = match event.kind {
                             RuntimeEventKind::Oom => Signal::Oom(event.container_id),
@@ -97,9 +120,9 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
                 }
                 Some(Err(error)) => {
                     tracing::warn!(%error, "container event stream failed; resubscribing");
-                    runtime_events = resubscribe(&ctx, &workers).await;
+                    runtime_events = resubscribe(&ctx, &workers, alive_at).await;
                 }
-                None => runtime_events = resubscribe(&ctx, &workers).await,
+                None => runtime_events = resubscribe(&ctx, &workers, alive_at).await,
             },
             Some(uid) = done_rx.recv() => {
                 workers.remove(&uid);
@@ -122,25 +145,67 @@ fn dispatch(
     }
     let (tx, rx) = mpsc::unbounded_channel();
     workers.insert(uid.clone(), tx);
-    let worker = worker::PodWorker::new(ctx.clone(), pod);
     let done = done.clone();
+    let ctx = ctx.clone();
     tokio::spawn(async move {
-        worker.run(rx).await;
+        supervise_worker(ctx, pod, worker::Inbox::new(rx)).await;
         let _ = done.send(uid);
     });
 }
 
-/// A new event subscription after the old one broke, plus a poke for every worker: events may have been missed,
-/// and a sync relists the pod's containers.
+/// The first pause before a pod worker that panicked is started again; it doubles up to [`WORKER_RESTART_MAX`].
+const WORKER_RESTART_INITIAL: Duration = Duration::from_secs(1);
+const WORKER_RESTART_MAX: Duration = Duration::from_secs(60);
+
+/// Runs one pod's worker until it is done. A worker that panics is logged and started again from the newest Pod
+/// object (workers keep no state that matters: container labels carry it), after a pause that grows while it
+/// keeps panicking, so one bad pod neither stops nor starves the node's other pods.
+async fn supervise_worker(ctx: Arc<Context>, pod: Pod, mut inbox: worker::Inbox) {
+    let mut pod = pod;
+    let mut pause = WORKER_RESTART_INITIAL;
+    loop {
+        let worker = worker::PodWorker::new(ctx.clone(), pod.clone());
+        match AssertUnwindSafe(worker.run(&mut inbox)).catch_unwind().await {
+            Ok(()) => return,
+            Err(panic) => {
+                let message = panic_message(&panic);
+                let name = pod.metadata.name.as_deref().unwrap_or_default();
+                tracing::error!(pod = %name, panic = %message, "pod worker panicked; starting it again");
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(WORKER_RESTART_MAX);
+        if let Some(latest) = inbox.latest.take() {
+            pod = *latest;
+        }
+    }
+}
+
+/// The text of a caught panic, for the log.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// A new event subscription after the old one broke, plus a poke for every worker: a sync relists the pod's
+/// containers. The subscription starts a little before the old one was last seen alive, so the engine replays the
+/// events of the gap (repeats are harmless): an `oom` reported only there would otherwise leave an OOM-killed
+/// container reported as `Error` for good.
 async fn resubscribe(
     ctx: &Arc<Context>,
     workers: &HashMap<String, mpsc::UnboundedSender<Signal>>,
+    alive_at: chrono::DateTime<chrono::Utc>,
 ) -> futures::stream::BoxStream<'static, Result<berth_runtime::RuntimeEvent, berth_runtime::RuntimeError>> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     for tx in workers.values() {
         let _ = tx.send(Signal::Poke);
     }
-    ctx.runtime.events(&labels::for_node(&ctx.config.node_name))
+    let since = alive_at - chrono::TimeDelta::seconds(1);
+    ctx.runtime
+        .events_since(&labels::for_node(&ctx.config.node_name), since)
 }
 
 /// Removes this node's containers whose pod is not in the API server's list (deleted while the agent was down),

@@ -45,6 +45,79 @@ pub enum Signal {
     Oom(String),
 }
 
+/// A worker's signals, remembering the newest Pod object and whether the pod is gone, so that a worker started
+/// again after a panic picks up where the manager's last word left it rather than from the first object it saw.
+pub(super) struct Inbox {
+    rx: mpsc::UnboundedReceiver<Signal>,
+    /// The newest Pod object delivered.
+    pub(super) latest: Option<Box<Pod>>,
+    /// Whether [`Signal::Deleted`] was delivered.
+    pub(super) deleted: bool,
+}
+
+impl Inbox {
+    pub(super) fn new(rx: mpsc::UnboundedReceiver<Signal>) -> Inbox {
+        Inbox {
+            rx,
+            latest: None,
+            deleted: false,
+        }
+    }
+
+    async fn recv(&mut self) -> Option<Signal> {
+        let signal = self.rx.recv().await?;
+        self.note(&signal);
+        Some(signal)
+    }
+
+    fn try_recv(&mut self) -> Option<Signal> {
+        let signal = self.rx.try_recv().ok()?;
+        self.note(&signal);
+        Some(signal)
+    }
+
+    fn note(&mut self, signal: &Signal) {
+        match signal {
+            Signal::Pod(pod) => self.latest = Some(pod.clone()),
+            Signal::Deleted => self.deleted = true,
+            Signal::Poke | Signal::Oom(_) => {}
+        }
+    }
+}
+
+/// Why [`PodWorker::sandbox`] has no sandbox to offer.
+enum SandboxWait {
+    /// Creating it failed, with the Event message.
+    Failed(String),
+    /// A recent failure's back-off has this long to run.
+    BackOff(Duration),
+}
+
+/// The kubelet's `FailedCreatePodSandBox` message for an engine error. The attempt's container name and the
+/// engine's ids (the container's, its network endpoint's: any 64-hex-digit word, and the container id's 12-digit
+/// short form) are taken out so that repeats read the same, and the event recorder folds them into one Event with a
+/// count.
+fn sandbox_failure(error: &str, name: &str, id: Option<&str>) -> String {
+    let mut message = error.replace(name, "sandbox");
+    if let Some(id) = id {
+        message = message.replace(id, "").replace(id.get(..12).unwrap_or(id), "");
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message.as_str();
+    while let Some(start) = rest.find(|c: char| c.is_ascii_hexdigit()) {
+        out.push_str(&rest[..start]);
+        let run = rest[start..]
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(rest.len() - start);
+        if run != 64 {
+            out.push_str(&rest[start..start + run]);
+        }
+        rest = &rest[start + run..];
+    }
+    out.push_str(rest);
+    format!("Failed to create pod sandbox: {}", out.replace(" ()", ""))
+}
+
 /// Upstream's default `terminationGracePeriodSeconds`.
 const DEFAULT_GRACE: i64 = 30;
 /// The kubelet never gives a container less than this to stop (`minimumGracePeriodInSeconds`), and gives a preStop
@@ -84,6 +157,11 @@ pub(super) struct PodWorker {
     oom_events: HashSet<String>,
     /// Why the sandbox started by this sync could not run.
     sandbox_failed: Option<String>,
+    /// Back-off between sandbox creations, like CrashLoopBackOff: a sandbox that cannot start (a taken hostPort)
+    /// was otherwise recreated on every sync, and every engine event of the failed one triggered a sync.
+    sandbox_backoff: Backoff,
+    /// When the last sandbox failed to be created or started.
+    sandbox_failed_at: Option<DateTime<Utc>>,
     /// One of the node's start slots, held from the first container this sync creates until its actions end.
     start_slot: Option<OwnedSemaphorePermit>,
     start_time: DateTime<Utc>,
@@ -134,6 +212,8 @@ impl PodWorker {
             pod_ip,
             sandbox_starting: None,
             sandbox_failed: None,
+            sandbox_backoff: Backoff::default(),
+            sandbox_failed_at: None,
             oom_events,
             start_slot: None,
             start_time,
@@ -142,7 +222,10 @@ impl PodWorker {
     }
 
     /// Syncs until the pod is gone. Returns early (leaving containers running) if the manager goes away.
-    pub(super) async fn run(mut self, mut signals: mpsc::UnboundedReceiver<Signal>) {
+    pub(super) async fn run(mut self, signals: &mut Inbox) {
+        if signals.deleted {
+            self.deleted = true;
+        }
         loop {
             let wait = match self.sync().await {
                 Next::Done => return,
@@ -157,7 +240,7 @@ impl PodWorker {
                 _ = tokio::time::sleep(wait) => {}
             }
             // Coalesce whatever else queued up into the one sync.
-            while let Ok(signal) = signals.try_recv() {
+            while let Some(signal) = signals.try_recv() {
                 self.apply(signal);
             }
             while let Ok(event) = self.probe_events.try_recv() {
@@ -270,7 +353,11 @@ impl PodWorker {
 
         let infra_id = match self.sandbox(observed).await {
             Ok(id) => id,
-            Err(message) => {
+            Err(SandboxWait::BackOff(left)) => {
+                self.write_status(observed).await;
+                return Some(Next::After(left));
+            }
+            Err(SandboxWait::Failed(message)) => {
                 let reference = self.pod_ref();
                 self.ctx
                     .recorder
@@ -388,7 +475,10 @@ impl PodWorker {
             match starting.await {
                 Ok(Ok(ip)) => self.pod_ip = ip,
                 Ok(Err(message)) => self.sandbox_failed = Some(message),
-                Err(error) => self.sandbox_failed = Some(format!("starting sandbox: {error}")),
+                Err(error) => self.sandbox_failed = Some(format!("Failed to create pod sandbox: {error}")),
+            }
+            if self.sandbox_failed.is_some() {
+                self.sandbox_failed_at = Some(Utc::now());
             }
         }
         match &self.sandbox_failed {
@@ -402,7 +492,7 @@ impl PodWorker {
     /// A new sandbox is only created here. Starting it (most of a pod's start-up time: the engine sets up the
     /// network namespace) runs in the background, so the first container is created meanwhile; everything that
     /// needs the sandbox running or its IP waits in [`Self::sandbox_started`].
-    async fn sandbox(&mut self, observed: &Observed) -> Result<String, String> {
+    async fn sandbox(&mut self, observed: &Observed) -> Result<String, SandboxWait> {
         self.sandbox_starting = None;
         self.sandbox_failed = None;
         let newest = observed.newest(Kind::Infra, INFRA_NAME);
@@ -411,6 +501,19 @@ impl PodWorker {
                 self.pod_ip = Some(ip.clone());
             }
             return Ok(infra.id.clone());
+        }
+        // A sandbox that failed or died recently is not recreated before its back-off passes, however often the pod
+        // syncs. As with CrashLoopBackOff the first retry is immediate, then 10 s, doubling up to 5 minutes.
+        let now = Utc::now();
+        if newest.is_some() && self.sandbox_failed_at.is_none() {
+            self.sandbox_failed_at = Some(now);
+        }
+        if let Some(failed) = self.sandbox_failed_at {
+            if let Some(until) = self.sandbox_backoff.blocked_until(failed, now) {
+                return Err(SandboxWait::BackOff((until - now).to_std().unwrap_or_default()));
+            }
+            self.sandbox_backoff.next(now);
+            self.sandbox_failed_at = None;
         }
         // A sandbox that died takes the pod's network with it: like the kubelet, start a new one (containers
         // joined to the old namespace are restarted by the normal restart logic once they notice).
@@ -433,19 +536,21 @@ impl PodWorker {
             berth_image::WORKLOAD_IMAGE,
             attempt,
         );
-        let id = self
-            .ctx
-            .runtime
-            .create_container(&config)
-            .await
-            .map_err(|e| format!("creating sandbox: {e}"))?;
+        let id = match self.ctx.runtime.create_container(&config).await {
+            Ok(id) => id,
+            Err(e) => {
+                self.sandbox_failed_at = Some(Utc::now());
+                return Err(SandboxWait::Failed(sandbox_failure(&e.to_string(), &config.name, None)));
+            }
+        };
         let runtime = self.ctx.runtime.clone();
         let infra = id.clone();
+        let name = config.name.clone();
         self.sandbox_starting = Some(tokio::spawn(async move {
             runtime
                 .start_container(&infra)
                 .await
-                .map_err(|e| format!("starting sandbox: {e}"))?;
+                .map_err(|e| sandbox_failure(&e.to_string(), &name, Some(&infra)))?;
             let info = runtime
                 .inspect_container(&infra)
                 .await
@@ -987,5 +1092,37 @@ impl Observed {
 
     fn newest(&self, kind: Kind, name: &str) -> Option<&ContainerInfo> {
         self.instances(kind, name).into_iter().next()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sandbox_failure;
+
+    #[test]
+    fn sandbox_failures_read_the_same_whatever_the_attempt() {
+        let docker = |name: &str, id: &str| {
+            format!(
+                "driver failed programming external connectivity on endpoint {name} ({id}): Error starting userland \
+                 proxy: listen tcp4 127.0.0.7:18080: bind: address already in use"
+            )
+        };
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let first = sandbox_failure(
+            &docker("berth_ns_web_POD_1234abcd_3", &a),
+            "berth_ns_web_POD_1234abcd_3",
+            None,
+        );
+        let second = sandbox_failure(
+            &docker("berth_ns_web_POD_1234abcd_4", &b),
+            "berth_ns_web_POD_1234abcd_4",
+            Some(&a),
+        );
+        assert_eq!(first, second);
+        assert_eq!(
+            first,
+            "Failed to create pod sandbox: driver failed programming external connectivity on endpoint sandbox: Error \
+             starting userland proxy: listen tcp4 127.0.0.7:18080: bind: address already in use"
+        );
     }
 }

@@ -75,7 +75,7 @@ impl LogQuery {
                         "sinceSeconds: Invalid value: {n}: must be greater than 0"
                     )));
                 }
-                q.options.since = Some(now - chrono::Duration::seconds(n));
+                q.options.since = Some(since_seconds_ago(now, n));
             }
             (None, Some(v)) => {
                 let t = DateTime::parse_from_rfc3339(v)
@@ -86,6 +86,15 @@ impl LogQuery {
         }
         Ok(q)
     }
+}
+
+/// The moment `seconds` before `now`. Saturates at the Unix epoch (no log line is older), so a client's
+/// `sinceSeconds=9223372036854775807` means "everything" instead of overflowing the time arithmetic.
+fn since_seconds_ago(now: DateTime<Utc>, seconds: i64) -> DateTime<Utc> {
+    chrono::TimeDelta::try_seconds(seconds)
+        .and_then(|d| now.checked_sub_signed(d))
+        .filter(|t| *t > DateTime::UNIX_EPOCH)
+        .unwrap_or(DateTime::UNIX_EPOCH)
 }
 
 /// Streams a container's log.
@@ -189,6 +198,31 @@ mod tests {
             let e = LogQuery::parse(Some(bad), now()).unwrap_err();
             assert_eq!(e.code, http::StatusCode::BAD_REQUEST, "{bad}");
         }
+    }
+
+    #[test]
+    fn huge_log_numbers_saturate_instead_of_panicking() {
+        // i64::MAX seconds ago overflowed the time arithmetic and panicked the agent (the client saw 503).
+        for n in [
+            i64::MAX.to_string(),
+            "9223372036854775".to_string(),
+            "100000000000".to_string(),
+        ] {
+            let q = LogQuery::parse(Some(&format!("sinceSeconds={n}")), now()).unwrap();
+            assert_eq!(q.options.since, Some(DateTime::UNIX_EPOCH), "{n}");
+        }
+        let q = LogQuery::parse(
+            Some("tailLines=9223372036854775807&limitBytes=9223372036854775807"),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(q.options.tail_lines, Some(i64::MAX as u64));
+        assert_eq!(q.limit_bytes, Some(i64::MAX as u64));
+        // Past the int64 range is a bad request, as upstream's decoding makes it.
+        let e = LogQuery::parse(Some("sinceSeconds=9223372036854775808"), now()).unwrap_err();
+        assert_eq!(e.code, http::StatusCode::BAD_REQUEST);
+        let q = LogQuery::parse(Some("sinceTime=0001-01-01T00%3A00%3A00Z"), now()).unwrap();
+        assert!(q.options.since.is_some());
     }
 
     #[tokio::test]

@@ -101,7 +101,7 @@ pub(super) fn pod_spec(spec: &Value, path: &str, errs: &mut Vec<Cause>) {
         }
     }
     if let Some(ads) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64) {
-        if ads <= 0 {
+        if ads <= 0 || ads > i64::from(i32::MAX) {
             errs.push(invalid(
                 &format!("{path}.activeDeadlineSeconds"),
                 &ads.to_string(),
