@@ -7,7 +7,8 @@
 # The committed seeds in crates/fuzz/corpus/<target> are never written to: each run works on a copy that persists
 # in crates/fuzz/target/corpus/<target>, so longer runs build on earlier ones. A crash, a budget overrun (see
 # src/lib.rs) or an out-of-memory stops the run with a non-zero exit and leaves the input in
-# crates/fuzz/artifacts/<target>/. Set FUZZ_KEEP_GOING=1 to carry on past findings and collect them all.
+# crates/fuzz/artifacts/<target>/. Set FUZZ_KEEP_GOING=1 to carry on past findings and collect them all, and
+# FUZZ_ARGS to pass more libFuzzer flags.
 set -euo pipefail
 cd "$(dirname "$0")"
 fuzz_dir="$PWD"
@@ -37,6 +38,9 @@ for t in "${targets[@]}"; do
     if [[ "${FUZZ_KEEP_GOING:-}" == 1 ]]; then
         extra=(-fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1)
     fi
+    # More libFuzzer flags, e.g. FUZZ_ARGS="-max_len=8192" for larger inputs than the seeds suggest.
+    read -r -a more <<<"${FUZZ_ARGS:-}"
+    extra+=("${more[@]}")
     echo "=== fuzz $t for ${seconds}s"
     # rss_limit_mb catches what the per-input budget cannot (memory outside Rust's allocator, slow leaks);
     # timeout catches inputs that take seconds.

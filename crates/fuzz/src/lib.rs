@@ -21,6 +21,8 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 /// `LIVE` + budget for the current input; `usize::MAX` while no input is being measured.
 static LIMIT: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// `LIVE` when the current input started.
+static START: AtomicUsize = AtomicUsize::new(0);
 
 /// Wraps the system allocator and counts live bytes. Over the limit it prints one line and aborts, so libFuzzer
 /// records the input as a crash before the machine runs out of memory.
@@ -38,10 +40,12 @@ fn grew(size: usize) {
 fn over_budget(live: usize) -> ! {
     // No allocation here: we are inside the allocator. `Stderr` is unbuffered and formatting integers into it
     // does not allocate.
-    let limit = LIMIT.load(Relaxed);
+    let start = START.load(Relaxed);
+    let (grown, budget) = (live - start, LIMIT.load(Relaxed) - start);
     let _ = writeln!(
         std::io::stderr(),
-        "==berth-fuzz== memory budget exceeded: {live} live bytes, limit {limit} ({FACTOR} x input + {SLACK})"
+        "==berth-fuzz== memory budget exceeded: the heap grew by {grown} bytes, budget {budget} \
+         ({FACTOR} x input + {SLACK})"
     );
     std::process::abort();
 }
@@ -93,9 +97,22 @@ static GLOBAL: Counting = Counting;
 /// `FACTOR * len + SLACK`.
 pub fn check<T>(len: usize, f: impl FnOnce() -> T) -> T {
     let start = LIVE.load(Relaxed);
+    START.store(start, Relaxed);
     PEAK.store(start, Relaxed);
     LIMIT.store(start.saturating_add(FACTOR.saturating_mul(len)).saturating_add(SLACK), Relaxed);
     let out = f();
     LIMIT.store(usize::MAX, Relaxed);
+    reward_amplification(PEAK.load(Relaxed) - start, len);
     out
+}
+
+/// Steers the fuzzer towards inputs that allocate much for their size. libFuzzer keeps an input when it hits
+/// an edge a new number of times (in buckets 1, 2, 3, 4-7, 8-15, 16-31, 32-127, 128+), so running this loop
+/// once per unit of amplification makes each higher ratio look like new coverage, and such inputs are kept and
+/// mutated further instead of discarded for covering nothing new.
+fn reward_amplification(peak_growth: usize, len: usize) {
+    let ratio = peak_growth / (len + 512);
+    for i in 0..ratio.min(256) {
+        std::hint::black_box(i);
+    }
 }
