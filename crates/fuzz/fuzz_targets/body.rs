@@ -6,10 +6,16 @@
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use libfuzzer_sys::fuzz_target;
 
-const CONTENT_TYPES: [&str; 3] = ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"];
+const CONTENT_TYPES: [&str; 3] = [
+    "application/json",
+    "application/yaml",
+    "application/vnd.kubernetes.protobuf",
+];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, body)) = data.split_first() else { return };
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
     let mut headers = HeaderMap::new();
     let ct = CONTENT_TYPES[usize::from(selector) % CONTENT_TYPES.len()];
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(ct));

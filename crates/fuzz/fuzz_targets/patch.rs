@@ -11,7 +11,16 @@ const PATCH_TYPES: [&str; 3] = [
     "application/merge-patch+json",
     "application/strategic-merge-patch+json",
 ];
-const KINDS: [&str; 8] = ["Pod", "Deployment", "ConfigMap", "Service", "Node", "CronJob", "Namespace", "Widget"];
+const KINDS: [&str; 8] = [
+    "Pod",
+    "Deployment",
+    "ConfigMap",
+    "Service",
+    "Node",
+    "CronJob",
+    "Namespace",
+    "Widget",
+];
 
 fuzz_target!(|data: &[u8]| {
     let [ty, kind, rest @ ..] = data else { return };
@@ -22,9 +31,13 @@ fuzz_target!(|data: &[u8]| {
         None => return,
     };
     // The stored object was accepted by the server once, so it is valid JSON within the depth limit.
-    let Ok(stored) = berth_apiserver::body::parse_json(stored) else { return };
+    let Ok(stored) = berth_apiserver::body::parse_json(stored) else {
+        return;
+    };
     berth_fuzz::check(data.len(), || {
-        let Ok(doc) = berth_apiserver::body::parse_json(doc) else { return };
+        let Ok(doc) = berth_apiserver::body::parse_json(doc) else {
+            return;
+        };
         let _ = berth_apiserver::handlers::apply_patch_type(kind, ct, &stored, &doc);
     });
 });

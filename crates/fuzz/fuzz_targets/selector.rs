@@ -10,12 +10,18 @@ use berth_machinery::selector::{FieldSelector, LabelSelector};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
-    let labels: BTreeMap<String, String> =
-        [("app", "web"), ("tier", "frontend"), ("x.example.com/y", ""), ("n", "10")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let labels: BTreeMap<String, String> = [
+        ("app", "web"),
+        ("tier", "frontend"),
+        ("x.example.com/y", ""),
+        ("n", "10"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
     berth_fuzz::check(data.len(), || match mode % 3 {
         0 => {
             let Ok(s) = std::str::from_utf8(rest) else { return };
@@ -34,7 +40,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         _ => {
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(rest) else { return };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(rest) else {
+                return;
+            };
             if let Ok(sel) = LabelSelector::from_json(&v) {
                 let _ = sel.matches(&labels);
             }

@@ -99,7 +99,10 @@ pub fn check<T>(len: usize, f: impl FnOnce() -> T) -> T {
     let start = LIVE.load(Relaxed);
     START.store(start, Relaxed);
     PEAK.store(start, Relaxed);
-    LIMIT.store(start.saturating_add(FACTOR.saturating_mul(len)).saturating_add(SLACK), Relaxed);
+    LIMIT.store(
+        start.saturating_add(FACTOR.saturating_mul(len)).saturating_add(SLACK),
+        Relaxed,
+    );
     let out = f();
     LIMIT.store(usize::MAX, Relaxed);
     reward_amplification(PEAK.load(Relaxed) - start, len);
