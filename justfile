@@ -26,6 +26,11 @@ bench-pods:
 bench-store:
     cargo run --release -p berth-store --example store_bench
 
+# Fuzz one target (body, patch, selector, quantity) for SECONDS, e.g. `just fuzz patch 600`; every target for 45 s
+# without arguments (CI runs each for 30 s). Findings land in crates/fuzz/artifacts/ (see crates/fuzz/README.md).
+fuzz target="" seconds="45":
+    nice -n 10 crates/fuzz/run.sh {{seconds}} {{target}}
+
 # Regenerate the checked-in OpenAPI documents after changing the resource table.
 openapi:
     BERTH_UPDATE_OPENAPI=1 cargo test -p berth-apiserver openapi
