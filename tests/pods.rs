@@ -911,6 +911,8 @@ fn sub_path_mounts_of_a_pod_deleted_while_the_agent_was_down_are_removed() {
         agent.log()
     );
     assert!(docker_ps(&format!("berth.node={}", agent.node())).is_empty());
+}
+
 #[test]
 fn huge_numbers_from_clients_neither_panic_the_server_nor_the_agent() {
     let server = Server::start_with_agent();
