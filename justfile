@@ -18,6 +18,11 @@ check:
 bench-api:
     cargo run --release -p berth --example bench-api
 
+# The server's RSS under the memory attacks of issue 8 (patch copies, aliased YAML, 400 PUTs of 1 MB, restart).
+bench-attacks:
+    cargo build --release -p berth --bin berth
+    cargo run --release -p berth --example bench-attacks
+
 # Pod create → Running/Ready against raw Docker create+start, and container exit → status (needs Docker).
 bench-pods:
     cargo run --release -p berth --example bench-pods

@@ -301,3 +301,122 @@ fn pods_that_escape_their_volumes_or_ask_for_unsupported_security_are_refused() 
         .collect();
     assert_eq!(names, ["hardened"]);
 }
+
+/// The JSON patch that stored a 68 MB ConfigMap (16 copies) and killed a 3 GiB server (21 copies): an unknown root
+/// field, copied into itself, each copy doubling it.
+fn doubling_patch(field_bytes: usize, copies: usize) -> Vec<u8> {
+    let mut ops = vec![serde_json::json!({"op": "add", "path": "/foo", "value": {"a": "x".repeat(field_bytes)}})];
+    for i in 0..copies {
+        ops.push(serde_json::json!({"op": "copy", "from": "/foo", "path": format!("/foo/c{i}")}));
+    }
+    serde_json::to_vec(&ops).expect("encode patch")
+}
+
+#[test]
+fn a_json_patch_of_doubling_copies_stores_nothing_and_the_server_keeps_serving() {
+    let s = Server::start();
+    let token = s.credentials().token;
+    let (code, _) = s.curl(
+        "POST",
+        CONFIGMAPS,
+        Some(&token),
+        "application/json",
+        &configmap("target", "v"),
+    );
+    assert_eq!(code, 201);
+    let path = format!("{CONFIGMAPS}/target");
+
+    // 16 copies of a 1 KiB field are the 68 MB object of the report; 21 of a 64 KiB one would need 128 GiB. Both
+    // are refused as soon as the copies pass 3 MiB.
+    for (field, copies) in [(1024, 16), (64 * 1024, 21)] {
+        let started = std::time::Instant::now();
+        let patch = doubling_patch(field, copies);
+        let v = status(
+            422,
+            s.curl("PATCH", &path, Some(&token), "application/json-patch+json", &patch),
+        );
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("exceeding the limit 3145728"),
+            "{v}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    // 10 copies of a small field fit the copy limit, but the field is not in the ConfigMap schema: it is dropped,
+    // as upstream drops it, so nothing of it is stored.
+    let (code, body) = s.curl(
+        "PATCH",
+        &path,
+        Some(&token),
+        "application/json-patch+json",
+        &doubling_patch(64, 10),
+    );
+    assert_eq!(code, 200, "{body}");
+    let stored: Value = serde_json::from_str(&s.kubectl_ok(&["get", "--raw", &path])).expect("object is JSON");
+    assert!(stored.get("foo").is_none(), "{stored}");
+    assert_eq!(stored["data"]["k"], "v");
+    assert_eq!(s.kubectl_ok(&["get", "--raw", "/readyz"]).trim(), "ok");
+}
+
+#[test]
+fn an_aliased_yaml_body_is_refused_at_once_and_stores_nothing() {
+    let s = Server::start();
+    let token = s.credentials().token;
+    // One 1 MiB string aliased 2,000 times, in a 1 MiB body: 2 GB once expanded.
+    let mut yaml = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\ndata:\n  a: &big {}\n  b: [",
+        "x".repeat(1024 * 1024)
+    );
+    yaml.push_str(&vec!["*big"; 2000].join(","));
+    yaml.push_str("]\n");
+    let started = std::time::Instant::now();
+    let v = status(
+        413,
+        s.curl("POST", CONFIGMAPS, Some(&token), "application/yaml", yaml.as_bytes()),
+    );
+    assert_eq!(v["reason"], "RequestEntityTooLarge", "{v}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    nothing_stored(&s, &["bomb"]);
+    assert_eq!(s.kubectl_ok(&["get", "--raw", "/readyz"]).trim(), "ok");
+}
+
+#[test]
+fn an_object_over_one_and_a_half_mib_is_too_large_to_store() {
+    let s = Server::start();
+    let token = s.credentials().token;
+    // A Pod's container args are bounded by nothing but the object limit; 2 MiB of them fit in a request.
+    let args: Vec<String> = (0..8).map(|_| "a".repeat(256 * 1024)).collect();
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "big"},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "args": args}]},
+    });
+    let v = status(
+        413,
+        s.curl(
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            Some(&token),
+            "application/json",
+            pod.to_string().as_bytes(),
+        ),
+    );
+    assert_eq!(v["reason"], "RequestEntityTooLarge", "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("an object may have at most 1572864"),
+        "{v}"
+    );
+}

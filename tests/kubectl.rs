@@ -741,7 +741,20 @@ fn an_unknown_field_is_a_strict_decoding_error_and_validate_false_drops_it() {
     // With validation off kubectl asks the server to ignore unknown fields: the object is created without it
     // and gets the default of one replica.
     s.kubectl_stdin_ok(&["create", "--validate=false", "-f", "-"], &typo);
-    assert_eq!(get_json(&s, &["deploy", "webapp"])["spec"]["replicas"], 1);
+    let created = get_json(&s, &["deploy", "webapp"]);
+    assert_eq!(created["spec"]["replicas"], 1);
+    assert!(
+        created["spec"].get("replica").is_none(),
+        "unknown fields are never stored"
+    );
+
+    // --validate=warn: stored without the field, and kubectl prints the server's warning.
+    s.kubectl_ok(&["delete", "deploy", "webapp"]);
+    let out = s.kubectl_stdin(&["create", "--validate=warn", "-f", "-"], &typo);
+    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    let warned = support::text(&out.stderr);
+    assert!(warned.contains("Warning: unknown field \"spec.replica\""), "{warned}");
+    assert!(get_json(&s, &["deploy", "webapp"])["spec"].get("replica").is_none());
 }
 
 #[test]

@@ -20,7 +20,7 @@ use crate::resources::RESOURCES;
 use crate::status::Cause;
 
 pub use names::{is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_valid_label_value};
-pub use strict::{decode_error, strict_unknown_fields};
+pub use strict::{decode_error, prune_unknown_fields, strict_unknown_fields};
 
 /// Validates `obj` of `kind`; `old` is the stored object on update (for immutability checks), `None` on create.
 /// Returns every problem found, in upstream's order where it matters; an empty list means valid.

@@ -1,5 +1,10 @@
 //! Request bodies in and response bodies out: reading a body under the size limit, decoding JSON, YAML or
 //! Kubernetes protobuf into a JSON object, and choosing the response form from `Accept`.
+//!
+//! Every decoder is bounded by bytes, not only the body: YAML aliases let a 1 MB body name one 1 MiB string
+//! 2,000 times, so the YAML decoder counts what it builds as it builds it (see [`parse_yaml`]).
+
+use std::cell::Cell;
 
 use axum::body::Body;
 use berth_api::ApiError;
@@ -13,6 +18,11 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// JSON nested deeper than this is refused. serde_json stops at 128 levels on its own; this bound also covers
 /// values that arrive through YAML or protobuf.
 pub const MAX_DEPTH: usize = 100;
+
+/// The most a YAML body may expand to, counted as the compact JSON it becomes: the body limit itself, so that
+/// YAML can say nothing JSON could not say in a body of the same limit. A manifest without aliases expands to
+/// less than its own size.
+pub const MAX_YAML_EXPANDED_BYTES: usize = MAX_BODY_BYTES;
 
 /// Reads a whole body, refusing more than [`MAX_BODY_BYTES`].
 pub async fn read_limited(body: Body) -> Result<bytes::Bytes, ApiError> {
@@ -80,8 +90,172 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     Ok(v)
 }
 
-fn parse_yaml(bytes: &[u8]) -> Result<Value, ApiError> {
-    serde_yaml::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}")))
+/// Parses one YAML document into JSON, refusing with 413 as soon as what it has built passes
+/// [`MAX_YAML_EXPANDED_BYTES`], and with 400 anything that is not YAML.
+///
+/// serde_yaml expands an alias by replaying the events of its anchor, and its own guard counts those events,
+/// not their bytes: one aliased 1 MiB string is one event, so 2,000 aliases of it pass and build 2 GB. Here each
+/// string, key and node is charged against the budget *before* it is copied into the result, so such a body
+/// fails within the first few aliases, having built at most the budget.
+pub fn parse_yaml(bytes: &[u8]) -> Result<Value, ApiError> {
+    let budget = Budget {
+        left: Cell::new(MAX_YAML_EXPANDED_BYTES),
+        exceeded: Cell::new(false),
+    };
+    match serde::de::DeserializeSeed::deserialize(Build(&budget), serde_yaml::Deserializer::from_slice(bytes)) {
+        Ok(value) => {
+            check_depth(&value)?;
+            Ok(value)
+        }
+        Err(_) if budget.exceeded.get() => Err(ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!(
+                "Request entity too large: limit is {MAX_YAML_EXPANDED_BYTES} (the YAML body expands beyond it, \
+                 through aliases)"
+            ),
+        )),
+        Err(e) => Err(ApiError::bad_request(format!("error decoding YAML body: {e}"))),
+    }
+}
+
+/// What is left of a YAML body's expansion budget, shared by every node of one document.
+struct Budget {
+    left: Cell<usize>,
+    /// Set when the budget ran out, to tell that error from a syntax error after serde_yaml has wrapped it.
+    exceeded: Cell<bool>,
+}
+
+impl Budget {
+    /// Charges `bytes` for a node about to be built, or fails without building it.
+    fn spend<E: serde::de::Error>(&self, bytes: usize) -> Result<(), E> {
+        match self.left.get().checked_sub(bytes) {
+            Some(left) => {
+                self.left.set(left);
+                Ok(())
+            }
+            None => {
+                self.exceeded.set(true);
+                Err(E::custom(format_args!(
+                    "the document expands to more than {MAX_YAML_EXPANDED_BYTES} bytes"
+                )))
+            }
+        }
+    }
+}
+
+/// Builds a `serde_json::Value` exactly as `serde_json::Value`'s own `Deserialize` does (NaN and infinities
+/// become `null`, keys must be strings), charging each node to the budget first. Sizes are those of compact
+/// JSON, so the budget means the same as the body limit.
+#[derive(Clone, Copy)]
+struct Build<'a>(&'a Budget);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Build<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Build<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+        self.0.spend(5)?;
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        self.0.spend(20)?;
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        self.0.spend(20)?;
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        self.0.spend(24)?;
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        self.0.spend(v.len() + 2)?;
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Value, E> {
+        self.0.spend(v.len() + 2)?;
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.0.spend(4)?;
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.visit_unit()
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        serde::de::DeserializeSeed::deserialize(self, deserializer)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.0.spend(2)?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self)? {
+            self.0.spend(1)?;
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.0.spend(2)?;
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key_seed(Key(self.0))? {
+            let value = map.next_value_seed(self)?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// A mapping key: a string, charged with its quotes, colon and comma.
+struct Key<'a>(&'a Budget);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Key<'_> {
+    type Value = String;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for Key<'_> {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+        self.0.spend(v.len() + 4)?;
+        Ok(v.to_owned())
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<String, E> {
+        self.0.spend(v.len() + 4)?;
+        Ok(v)
+    }
 }
 
 /// Refuses values nested deeper than [`MAX_DEPTH`], iteratively so hostile input cannot overflow the stack.
@@ -189,6 +363,68 @@ mod tests {
                 .code,
             406
         );
+    }
+
+    /// The attack: one 1 MiB string, aliased 2,000 times, in a 1 MB body.
+    fn aliased_string_yaml(aliases: usize) -> Vec<u8> {
+        let mut doc = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\ndata:\n  a: &big {}\n",
+            "x".repeat(1024 * 1024)
+        );
+        doc.push_str("  list: [");
+        for i in 0..aliases {
+            if i > 0 {
+                doc.push(',');
+            }
+            doc.push_str("*big");
+        }
+        doc.push_str("]\n");
+        doc.into_bytes()
+    }
+
+    #[test]
+    fn an_aliased_yaml_string_is_refused_before_it_expands() {
+        let body = aliased_string_yaml(2_000);
+        assert!(body.len() < MAX_BODY_BYTES);
+        let err = parse_yaml(&body).unwrap_err();
+        assert_eq!((err.code, err.reason), (413, "RequestEntityTooLarge"));
+        assert_eq!(
+            err.message,
+            "Request entity too large: limit is 3145728 (the YAML body expands beyond it, through aliases)"
+        );
+        // A single alias of it still fits: aliases as such are fine.
+        let ok = parse_yaml(&aliased_string_yaml(1)).unwrap();
+        assert_eq!(ok["data"]["list"][0].as_str().map(str::len), Some(1024 * 1024));
+    }
+
+    #[test]
+    fn yaml_decodes_exactly_as_serde_yaml_into_json_does() {
+        let text = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web, "a.b/c": ""}
+spec:
+  replicas: 3
+  paused: false
+  ratio: 0.5
+  big: 18446744073709551615
+  neg: -7
+  nothing: null
+  tilde: ~
+  nan: .nan
+  list: [1, two, {three: 3}]
+  base: &b {x: 1}
+  again: *b
+"#;
+        let expected: Value = serde_yaml::from_str(text).unwrap();
+        assert_eq!(parse_yaml(text.as_bytes()).unwrap(), expected);
+        for bad in ["a: [1, 2", "- a\nb: c", "a: 1\na: 2\n", "!!binary aGk=", "? [1]\n: x\n"] {
+            let ours = parse_yaml(bad.as_bytes()).map_err(|e| e.code);
+            let theirs = serde_yaml::from_str::<Value>(bad).map_err(|_| 400);
+            assert_eq!(ours, theirs, "{bad:?}");
+        }
     }
 
     #[test]

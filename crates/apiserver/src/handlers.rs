@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::body::{self, Output};
 use crate::error::{json_response, Error, Result};
 use crate::query::Params;
-use crate::registry::{DeleteOptions, Deleted, WriteOptions};
+use crate::registry::{DeleteOptions, Deleted, FieldValidation, WriteOptions, Written};
 use crate::render::{self, IncludeObject};
 use crate::target::Target;
 use crate::AppState;
@@ -52,12 +52,10 @@ pub async fn resource(
             }
         }
         (&Method::POST, None, None) => {
+            let opts = write_opts(&params)?;
             let obj = read_object(&headers, body, r).await?;
-            let created = state
-                .registry
-                .create(r, ns.as_deref(), obj, &write_opts(&params))
-                .await?;
-            Ok(json_response(StatusCode::CREATED, &created))
+            let created = state.registry.create(r, ns.as_deref(), obj, &opts).await?;
+            Ok(written_response(StatusCode::CREATED, created))
         }
         (&Method::DELETE, None, None) => delete_collection(&state, &target, &params, &headers, body).await,
         (&Method::GET, Some(name), None | Some("status")) => {
@@ -66,18 +64,17 @@ pub async fn resource(
             Ok(respond_one(r, obj, output, &params))
         }
         (&Method::PUT, Some(name), sub @ (None | Some("status") | Some("finalize"))) => {
+            let opts = write_opts(&params)?;
             let obj = read_object(&headers, body, r).await?;
             let sub = if sub == Some("finalize") { None } else { sub };
-            let updated = state
-                .registry
-                .update(r, ns.as_deref(), name, obj, sub, &write_opts(&params))
-                .await?;
-            Ok(json_response(StatusCode::OK, &updated))
+            let updated = state.registry.update(r, ns.as_deref(), name, obj, sub, &opts).await?;
+            Ok(written_response(StatusCode::OK, updated))
         }
         (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
+            let opts = write_opts(&params)?;
             let (ct, patch_doc) = read_patch(&headers, body).await?;
             if ct == "application/apply-patch+yaml" {
-                return apply_patch(&state, r, ns.as_deref(), name, patch_doc, &params).await;
+                return apply_patch(&state, r, ns.as_deref(), name, patch_doc, &opts).await;
             }
             let kind = r.kind;
             let updated = state
@@ -87,12 +84,12 @@ pub async fn resource(
                     ns.as_deref(),
                     name,
                     None,
-                    &write_opts(&params),
+                    &opts,
                     |old| apply_patch_doc(r, kind, &ct, old, &patch_doc),
                     sub,
                 )
                 .await?;
-            Ok(json_response(StatusCode::OK, &updated))
+            Ok(written_response(StatusCode::OK, updated))
         }
         (&Method::DELETE, Some(name), None) => {
             let opts = delete_options(&headers, body, &params).await?;
@@ -132,11 +129,24 @@ pub async fn resource(
     }
 }
 
-fn write_opts(p: &Params) -> WriteOptions {
-    WriteOptions {
+fn write_opts(p: &Params) -> Result<WriteOptions> {
+    Ok(WriteOptions {
         dry_run: p.dry_run,
-        strict: p.strict(),
+        field_validation: FieldValidation::parse(p.field_validation.as_deref())?,
+    })
+}
+
+/// The JSON answer to a write, with one `Warning: 299 - "…"` header per warning (RFC 7234's form, which
+/// client-go, kubectl and the Python client print as `Warning: …`).
+fn written_response(code: StatusCode, written: Written) -> Response {
+    let mut response = json_response(code, &written.object);
+    for warning in &written.warnings {
+        let quoted = warning.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(value) = http::HeaderValue::from_str(&format!("299 - \"{quoted}\"")) {
+            response.headers_mut().append(http::header::WARNING, value);
+        }
     }
+    response
 }
 
 async fn read_any(headers: &HeaderMap, b: Body, fallback: (&str, &str)) -> Result<Value> {
@@ -157,9 +167,13 @@ async fn read_patch(headers: &HeaderMap, b: Body) -> Result<(String, Value)> {
             body::parse_json(&bytes)?
         }
         "application/apply-patch+yaml" | "application/apply-patch+json" => {
-            let v: Value = serde_yaml::from_slice(&bytes)
-                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
-            body::check_depth(&v)?;
+            let v = body::parse_yaml(&bytes).map_err(|mut e| {
+                // Upstream's wording for an apply body that is not YAML.
+                if let Some(detail) = e.message.strip_prefix("error decoding YAML body: ") {
+                    e.message = format!("error decoding YAML: {detail}");
+                }
+                e
+            })?;
             return Ok(("application/apply-patch+yaml".into(), v));
         }
         other => return Err(ApiError::unsupported_patch_type(other).into()),
@@ -220,7 +234,7 @@ async fn apply_patch(
     ns: Option<&str>,
     name: &str,
     doc: Value,
-    params: &Params,
+    opts: &WriteOptions,
 ) -> Result<Response> {
     if !doc.is_object() {
         return Err(ApiError::bad_request("an apply patch must be an object").into());
@@ -229,8 +243,8 @@ async fn apply_patch(
         Err(Error(e)) if e.code == 404 && e.reason == "NotFound" => {
             let mut obj = doc;
             meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
-            let created = state.registry.create(r, ns, obj, &write_opts(params)).await?;
-            Ok(json_response(StatusCode::CREATED, &created))
+            let created = state.registry.create(r, ns, obj, opts).await?;
+            Ok(written_response(StatusCode::CREATED, created))
         }
         Err(e) => Err(e),
         Ok(_) => {
@@ -242,7 +256,7 @@ async fn apply_patch(
                     ns,
                     name,
                     None,
-                    &write_opts(params),
+                    opts,
                     |old| {
                         let mut d = doc.clone();
                         meta::metadata_mut(&mut d).remove("resourceVersion");
@@ -251,7 +265,7 @@ async fn apply_patch(
                     None,
                 )
                 .await?;
-            Ok(json_response(StatusCode::OK, &updated))
+            Ok(written_response(StatusCode::OK, updated))
         }
     }
 }

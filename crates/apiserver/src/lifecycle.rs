@@ -22,7 +22,7 @@ fn resource(group: &str, plural: &str) -> Result<&'static ResourceInfo> {
     by_plural(group, "v1", plural).ok_or_else(|| Error(berth_api::ApiError::internal(format!("{plural} not served"))))
 }
 
-fn ignore_exists(r: Result<Value>) -> Result<()> {
+fn ignore_exists<T>(r: Result<T>) -> Result<()> {
     match r {
         Ok(_) => Ok(()),
         Err(Error(e)) if e.code == 409 => Ok(()),

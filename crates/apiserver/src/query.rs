@@ -24,7 +24,7 @@ pub struct Params {
     pub send_initial_events: Option<bool>,
     /// `dryRun=All`.
     pub dry_run: bool,
-    /// `fieldValidation` (Strict, Warn, Ignore).
+    /// `fieldValidation` (Strict, Warn, Ignore), parsed by `registry::FieldValidation::parse`.
     pub field_validation: Option<String>,
     /// `includeObject` for Table output (None, Metadata, Object).
     pub include_object: Option<String>,
@@ -81,11 +81,6 @@ impl Params {
             }
         }
         Ok(p)
-    }
-
-    /// Whether unknown fields must be rejected (`fieldValidation=Strict`).
-    pub fn strict(&self) -> bool {
-        self.field_validation.as_deref() == Some("Strict")
     }
 }
 

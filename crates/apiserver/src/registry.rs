@@ -23,13 +23,56 @@ use crate::target::{collection_prefix, object_key};
 /// How many times a read-modify-write is retried when another writer got in between.
 const MAX_CONFLICT_RETRIES: usize = 16;
 
+/// The largest object, as the JSON berth stores, that any write may leave behind: etcd's default request limit
+/// (`--max-request-bytes`, 1.5 MiB), which is what bounds every object upstream. It is checked on the final
+/// object, after patching, defaulting and the status split, on every write path, so no sequence of small requests
+/// can build a bigger one. A ConfigMap or Secret holding the full 1 MiB of data it may hold still fits.
+pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
+
+/// `fieldValidation`: what to do with fields the kind's schema does not have.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Refuse the write with 400 (`strict decoding error: unknown field "…"`); kubectl's `--validate=strict`.
+    Strict,
+    /// Drop them and tell the client in a `Warning` header; upstream's default when the parameter is absent.
+    #[default]
+    Warn,
+    /// Drop them silently.
+    Ignore,
+}
+
+impl FieldValidation {
+    /// Parses the query parameter: `Strict`, `Warn` or `Ignore`; absent means `Warn`. Anything else is refused,
+    /// with upstream's message.
+    pub fn parse(value: Option<&str>) -> Result<FieldValidation> {
+        match value {
+            None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation directive {other:?} is not a valid option; valid options are Ignore, Warn, or Strict"
+            ))
+            .into()),
+        }
+    }
+}
+
 /// Options common to writes.
 #[derive(Debug, Default, Clone)]
 pub struct WriteOptions {
     /// `dryRun=All`: validate and return the result without persisting.
     pub dry_run: bool,
-    /// `fieldValidation=Strict`: reject unknown fields.
-    pub strict: bool,
+    /// `fieldValidation`: unknown fields are refused, or dropped with or without a warning. They are never stored.
+    pub field_validation: FieldValidation,
+}
+
+/// A successful write: the object as stored, and the warnings owed to the client (`Warning: 299` headers).
+#[derive(Debug)]
+pub struct Written {
+    /// The object as stored (or as it would be, under `dryRun`), with its resourceVersion.
+    pub object: Value,
+    /// Human-readable warnings, such as `unknown field "spec.foo"` for a field that was dropped.
+    pub warnings: Vec<String>,
 }
 
 /// Options of a delete (from `DeleteOptions` and query parameters).
@@ -74,12 +117,31 @@ pub fn decode(kv: &KeyValue) -> Result<Value> {
     Ok(v)
 }
 
-fn encode(obj: &Value) -> Result<Bytes> {
+/// Encodes an object for the store, refusing one over [`MAX_OBJECT_BYTES`] with 413.
+fn encode(r: &ResourceInfo, obj: &Value) -> Result<Bytes> {
     let mut obj = obj.clone();
     meta::metadata_mut(&mut obj).remove("resourceVersion");
-    serde_json::to_vec(&obj)
-        .map(Bytes::from)
-        .map_err(|e| Error(ApiError::internal(e)))
+    let mut bytes = serde_json::to_vec(&obj).map_err(|e| Error(ApiError::internal(e)))?;
+    if bytes.len() > MAX_OBJECT_BYTES {
+        // Upstream, etcd refuses such a write with "etcdserver: request is too large" and the apiserver passes
+        // it on as a 500 (kubernetes#112152); it is the client's doing, so berth answers 413 and says why.
+        return Err(ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!(
+                "Request entity too large: the {} {:?} would be stored as {} bytes, and an object may have at most \
+                 {MAX_OBJECT_BYTES}",
+                r.kind,
+                meta::name(&obj),
+                bytes.len()
+            ),
+        )
+        .into());
+    }
+    // serde_json grows its buffer by doubling; the store keeps this allocation for as long as the value and its
+    // history live, so give back the slack rather than pay up to twice the object's size in memory.
+    bytes.shrink_to_fit();
+    Ok(Bytes::from(bytes))
 }
 
 /// Parses a client-supplied resourceVersion (a decimal store revision); anything else is a 400.
@@ -151,12 +213,9 @@ impl Registry {
         ns: Option<&str>,
         mut obj: Value,
         opts: &WriteOptions,
-    ) -> Result<Value> {
+    ) -> Result<Written> {
         check_type(r, &obj)?;
-        check_decodes(r, &obj)?;
-        if opts.strict {
-            check_unknown_fields(r, &obj)?;
-        }
+        let warnings = prune_unknown(r, &mut obj, opts.field_validation, None)?;
         set_type(r, &mut obj);
         let ns = if r.namespaced() { ns } else { None };
         set_namespace(r, ns, &mut obj)?;
@@ -211,14 +270,27 @@ impl Registry {
             }
             let name = meta::name(&obj).to_string();
             validate(r, &obj, None)?;
-            if opts.dry_run {
-                return Ok(obj);
-            }
             let key = object_key(r, ns, &name);
+            if opts.dry_run {
+                // The size check still applies: a dry run answers what the real write would.
+                encode(r, &obj)?;
+                return Ok(Written { object: obj, warnings });
+            }
             let allocated = self.allocator.allocate(r, &key, &mut obj, None).await?;
-            let bytes = encode(&obj)?;
+            let bytes = match encode(r, &obj) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    self.allocator.release_new(&allocated).await;
+                    return Err(e);
+                }
+            };
             match self.store.create(&key, bytes).await {
-                Ok(kv) => return decode(&kv),
+                Ok(kv) => {
+                    return Ok(Written {
+                        object: decode(&kv)?,
+                        warnings,
+                    })
+                }
                 Err(StoreError::AlreadyExists { .. }) => {
                     self.allocator.release_new(&allocated).await;
                     if attempt + 1 == attempts {
@@ -243,12 +315,11 @@ impl Registry {
         mut new: Value,
         subresource: Option<&str>,
         opts: &WriteOptions,
-    ) -> Result<Value> {
+    ) -> Result<Written> {
         check_type(r, &new)?;
-        check_decodes(r, &new)?;
-        if opts.strict {
-            check_unknown_fields(r, &new)?;
-        }
+        // Decoded and pruned here, before the store is read, so a body that does not decode is a 400 even for a
+        // missing object, as upstream decodes before it reads; the loop below then finds nothing left to prune.
+        let warnings = prune_unknown(r, &mut new, opts.field_validation, None)?;
         set_type(r, &mut new);
         let ns = if r.namespaced() { ns } else { None };
         set_namespace(r, ns, &mut new)?;
@@ -265,8 +336,13 @@ impl Registry {
             Some(rv) if !rv.is_empty() => Some(parse_rv(rv)?),
             _ => None,
         };
-        self.write_loop(r, ns, name, precondition, opts, |_old| Ok(new.clone()), subresource)
-            .await
+        let written = self
+            .write_loop(r, ns, name, precondition, opts, |_old| Ok(new.clone()), subresource)
+            .await?;
+        Ok(Written {
+            object: written.object,
+            warnings,
+        })
     }
 
     /// Read-modify-write with retries on conflicting writers: `f` maps the current object to the desired one.
@@ -282,7 +358,7 @@ impl Registry {
         opts: &WriteOptions,
         mut f: impl FnMut(&Value) -> Result<Value>,
         subresource: Option<&str>,
-    ) -> Result<Value> {
+    ) -> Result<Written> {
         let key = object_key(r, ns, name);
         for _ in 0..MAX_CONFLICT_RETRIES {
             let Some(kv) = self.store.get(&key).await? else {
@@ -294,7 +370,7 @@ impl Registry {
             let old = decode(&kv)?;
             let mut desired = f(&old)?;
             check_type(r, &desired)?;
-            check_decodes(r, &desired)?;
+            let warnings = prune_unknown(r, &mut desired, opts.field_validation, Some(&old))?;
             set_type(r, &mut desired);
             if meta::name(&desired) != name && !meta::name(&desired).is_empty() {
                 return Err(ApiError::bad_request(format!(
@@ -306,13 +382,14 @@ impl Registry {
             let next = prepare_update(r, &old, desired, subresource);
             let mut next = match next {
                 Some(n) => n,
-                None => return Ok(old),
+                None => return Ok(Written { object: old, warnings }),
             };
             self.allocator.keep_allocated(r, &old, &mut next);
             check_no_new_finalizers(r, &old, &next)?;
             validate(r, &next, Some(&old))?;
+            let bytes = encode(r, &next)?;
             if opts.dry_run {
-                return Ok(next);
+                return Ok(Written { object: next, warnings });
             }
             // A deleting object whose last finalizer was just removed is deleted (upstream's
             // "shouldDeleteDuringUpdate").
@@ -323,7 +400,7 @@ impl Registry {
                         let mut last = next;
                         meta::metadata_mut(&mut last)
                             .insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
-                        Ok(last)
+                        Ok(Written { object: last, warnings })
                     }
                     Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) if precondition.is_none() => {
                         continue
@@ -332,9 +409,17 @@ impl Registry {
                     Err(e) => Err(e.into()),
                 };
             }
+            // The size was checked before allocating, so an oversized Service never claims addresses. Only a
+            // Service's allocation changes the object, so only a Service is encoded again.
             self.allocator.allocate(r, &key, &mut next, Some(&old)).await?;
-            match self.store.update(&key, encode(&next)?, Some(kv.mod_revision)).await {
-                Ok(kv) => return decode(&kv),
+            let bytes = if r.kind == "Service" { encode(r, &next)? } else { bytes };
+            match self.store.update(&key, bytes, Some(kv.mod_revision)).await {
+                Ok(kv) => {
+                    return Ok(Written {
+                        object: decode(&kv)?,
+                        warnings,
+                    })
+                }
                 Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
                 Err(StoreError::Conflict { .. }) => return Err(ApiError::conflict(r, name).into()),
                 Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(r, name).into()),
@@ -427,7 +512,11 @@ impl Registry {
                 if opts.dry_run || marked == old {
                     return Ok(Deleted::Pending(marked));
                 }
-                match self.store.update(&key, encode(&marked)?, Some(kv.mod_revision)).await {
+                match self
+                    .store
+                    .update(&key, encode(r, &marked)?, Some(kv.mod_revision))
+                    .await
+                {
                     Ok(kv) => return Ok(Deleted::Pending(decode(&kv)?)),
                     Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => continue,
                     Err(e) => return Err(e.into()),
@@ -516,34 +605,41 @@ fn set_namespace(r: &ResourceInfo, ns: Option<&str>, obj: &mut Value) -> Result<
     Ok(())
 }
 
-/// Upstream refuses a body that does not decode into the kind's Go type (a string where a number belongs, bad
-/// base64 in a Secret, an unparsable quantity) with 400 before any validation.
-fn check_decodes(r: &ResourceInfo, obj: &Value) -> Result<()> {
-    match berth_api::validation::decode_error(r.kind, obj) {
-        Some(msg) => Err(ApiError::bad_request(msg).into()),
-        None => Ok(()),
+/// Upstream's decoding of a write body, on the JSON berth stores. A body that does not decode into the kind's Go
+/// type (a string where a number belongs, bad base64 in a Secret, an unparsable quantity) is a 400 before any
+/// validation. Fields the kind's schema does not have are refused under `Strict`, and otherwise dropped, as Go's
+/// decoder drops them: nothing outside the schema, where no validation looks, is ever stored. Returns the
+/// warnings owed under `Warn`.
+///
+/// `old` is the stored object a patch or update started from: fields it already held (stored by an older berth
+/// that kept unknown fields) are dropped without a word, so that they neither fail a strict patch that never
+/// mentioned them nor warn about them on every write.
+fn prune_unknown(
+    r: &ResourceInfo,
+    obj: &mut Value,
+    validation: FieldValidation,
+    old: Option<&Value>,
+) -> Result<Vec<String>> {
+    let mut unknown = berth_api::validation::prune_unknown_fields(r.kind, obj).map_err(ApiError::bad_request)?;
+    if unknown.is_empty() {
+        return Ok(unknown);
     }
-}
-
-fn check_unknown_fields(r: &ResourceInfo, obj: &Value) -> Result<()> {
-    match berth_api::validation::strict_unknown_fields(r.kind, obj) {
-        Ok(unknown) if unknown.is_empty() => Ok(()),
-        Ok(unknown) => {
-            let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
-            Err(ApiError::bad_request(format!(
-                "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
-                r.kind,
-                r.version,
-                r.kind,
-                list.join(", ")
-            ))
-            .into())
-        }
-        Err(msg) => Err(ApiError::bad_request(format!(
-            "{} in version \"{}\" cannot be handled as a {}: {msg}",
-            r.kind, r.version, r.kind
+    if let Some(old) = old {
+        let already = berth_api::validation::strict_unknown_fields(r.kind, old).unwrap_or_default();
+        unknown.retain(|f| !already.contains(f));
+    }
+    let unknown: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    match validation {
+        FieldValidation::Strict if !unknown.is_empty() => Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            r.kind,
+            r.version,
+            r.kind,
+            unknown.join(", ")
         ))
         .into()),
+        FieldValidation::Strict | FieldValidation::Ignore => Ok(Vec::new()),
+        FieldValidation::Warn => Ok(unknown),
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::body;
 use crate::error::{json_response, Result};
 use crate::query::Params;
-use crate::registry::WriteOptions;
+use crate::registry::{FieldValidation, WriteOptions};
 use crate::AppState;
 
 /// The selector of a scalable object as a label-selector string (`app=web`).
@@ -73,7 +73,9 @@ pub async fn handle(
 ) -> Result<Response> {
     let opts = WriteOptions {
         dry_run: params.dry_run,
-        strict: false,
+        // The parent object is written from the stored one plus a replica count: nothing of the client's body
+        // reaches it, so there are no unknown fields to report.
+        field_validation: FieldValidation::Ignore,
     };
     match *method {
         Method::GET => {
@@ -104,7 +106,7 @@ pub async fn handle(
                     None,
                 )
                 .await?;
-            Ok(json_response(StatusCode::OK, &scale_of(r, &updated)))
+            Ok(json_response(StatusCode::OK, &scale_of(r, &updated.object)))
         }
         Method::PATCH => {
             let ct = body::media_type(headers, http::header::CONTENT_TYPE);
@@ -132,7 +134,7 @@ pub async fn handle(
                     None,
                 )
                 .await?;
-            Ok(json_response(StatusCode::OK, &scale_of(r, &updated)))
+            Ok(json_response(StatusCode::OK, &scale_of(r, &updated.object)))
         }
         _ => Err(ApiError::method_not_allowed().into()),
     }

@@ -28,10 +28,22 @@ impl Api {
     }
 
     async fn call(&self, method: Method, uri: &str, content_type: &str, body: Value) -> (StatusCode, Value) {
-        let body = if body.is_null() {
+        let (status, _, body) = self.call_raw(method, uri, content_type, body.to_string()).await;
+        (status, body)
+    }
+
+    /// A request with a body sent as is (`"null"` for none); the answer with its `Warning` headers.
+    async fn call_raw(
+        &self,
+        method: Method,
+        uri: &str,
+        content_type: &str,
+        body: String,
+    ) -> (StatusCode, Vec<String>, Value) {
+        let body = if body == "null" {
             Body::empty()
         } else {
-            Body::from(body.to_string())
+            Body::from(body)
         };
         let req = Request::builder()
             .method(method)
@@ -41,8 +53,14 @@ impl Api {
             .unwrap();
         let resp = router(self.state.clone()).oneshot(req).await.unwrap();
         let status = resp.status();
+        let warnings = resp
+            .headers()
+            .get_all(http::header::WARNING)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (status, warnings, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
@@ -316,6 +334,239 @@ async fn a_watch_from_a_revision_sees_later_changes_and_selector_exits_as_deleti
         .await;
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["ADDED", "DELETED"], "entering then leaving the selection");
+}
+
+// ---- hostile writes: unknown fields, patch work and object size (issue 8, hole 3) ----
+
+const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
+
+/// The attack as it was sent: add an unknown root field, then copy it into itself `copies` times, each copy
+/// doubling it.
+fn doubling_patch(copies: usize) -> Value {
+    let mut ops = vec![json!({"op": "add", "path": "/foo", "value": {"a": "x".repeat(64 * 1024)}})];
+    for i in 0..copies {
+        ops.push(json!({"op": "copy", "from": "/foo", "path": format!("/foo/c{i}")}));
+    }
+    Value::Array(ops)
+}
+
+#[tokio::test]
+async fn a_json_patch_of_doubling_copies_is_refused_and_stores_nothing() {
+    let api = Api::new().await;
+    let (_, created) = api
+        .post(CONFIGMAPS, json!({"metadata": {"name": "c"}, "data": {"k": "v"}}))
+        .await;
+    let (code, status) = api
+        .call(
+            Method::PATCH,
+            &format!("{CONFIGMAPS}/c"),
+            "application/json-patch+json",
+            doubling_patch(21),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("exceeding the limit 3145728"),
+        "{status}"
+    );
+    let (_, stored) = api.get(&format!("{CONFIGMAPS}/c")).await;
+    assert_eq!(stored, created);
+}
+
+#[tokio::test]
+async fn unknown_fields_are_dropped_with_a_warning_refused_when_strict_and_dropped_silently_when_ignored() {
+    let api = Api::new().await;
+    let body = json!({"metadata": {"name": "c"}, "data": {"k": "v"}, "foo": {"bar": 1}}).to_string();
+
+    let (code, warnings, created) = api
+        .call_raw(Method::POST, CONFIGMAPS, "application/json", body.clone())
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(warnings, [r#"299 - "unknown field \"foo\"""#]);
+    assert!(created.get("foo").is_none(), "{created}");
+    let (_, stored) = api.get(&format!("{CONFIGMAPS}/c")).await;
+    assert!(stored.get("foo").is_none(), "{stored}");
+    assert_eq!(stored["data"]["k"], "v");
+
+    let strict = format!("{CONFIGMAPS}?fieldValidation=Strict");
+    let renamed = body.replace("\"c\"", "\"d\"");
+    let (code, _, status) = api
+        .call_raw(Method::POST, &strict, "application/json", renamed.clone())
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        status["message"],
+        r#"ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: unknown field "foo""#
+    );
+
+    let ignore = format!("{CONFIGMAPS}?fieldValidation=Ignore");
+    let (code, warnings, created) = api.call_raw(Method::POST, &ignore, "application/json", renamed).await;
+    assert_eq!((code, warnings.len()), (StatusCode::CREATED, 0));
+    assert!(created.get("foo").is_none());
+
+    let (code, _, _) = api
+        .call_raw(
+            Method::POST,
+            &format!("{CONFIGMAPS}?fieldValidation=Loud"),
+            "application/json",
+            body,
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+
+    // Every patch type goes through the same rule: the doubled field of the original attack (16 copies stay
+    // under the copy limit only if the field is small) never reaches the store.
+    let uri = format!("{CONFIGMAPS}/c");
+    let (code, warnings, patched) = api
+        .call_raw(
+            Method::PATCH,
+            &uri,
+            "application/json-patch+json",
+            json!([{"op": "add", "path": "/foo", "value": 1}, {"op": "copy", "from": "/foo", "path": "/bar"}])
+                .to_string(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        warnings,
+        [r#"299 - "unknown field \"bar\"""#, r#"299 - "unknown field \"foo\"""#]
+    );
+    assert!(
+        patched.get("foo").is_none() && patched.get("bar").is_none(),
+        "{patched}"
+    );
+    for ct in ["application/merge-patch+json", "application/strategic-merge-patch+json"] {
+        let (code, warnings, patched) = api
+            .call_raw(Method::PATCH, &uri, ct, json!({"spec": {"x": 1}}).to_string())
+            .await;
+        assert_eq!(code, StatusCode::OK, "{ct}");
+        assert_eq!(warnings, [r#"299 - "unknown field \"spec\"""#], "{ct}");
+        assert!(patched.get("spec").is_none(), "{ct}: {patched}");
+        let (code, _, _) = api
+            .call_raw(
+                Method::PATCH,
+                &format!("{uri}?fieldValidation=Strict"),
+                ct,
+                json!({"spec": {"x": 1}}).to_string(),
+            )
+            .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{ct}");
+    }
+    let (code, warnings, applied) = api
+        .call_raw(
+            Method::PATCH,
+            &format!("{CONFIGMAPS}/applied"),
+            "application/apply-patch+yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\nextra: 1\n".to_string(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(warnings, [r#"299 - "unknown field \"extra\"""#]);
+    assert!(applied.get("extra").is_none());
+}
+
+/// A Deployment whose container carries `args` of `bytes` bytes in total: a field nothing else bounds.
+fn deployment_with_args(name: &str, bytes: usize) -> Value {
+    let mut d = deployment(name, 1);
+    let chunk = 256 * 1024;
+    let args: Vec<String> = (0..bytes.div_ceil(chunk)).map(|_| "a".repeat(chunk)).collect();
+    d["spec"]["template"]["spec"]["containers"][0]["args"] = json!(args);
+    d
+}
+
+#[tokio::test]
+async fn no_write_path_stores_an_object_over_the_size_limit() {
+    let api = Api::new().await;
+    let too_big = crate::registry::MAX_OBJECT_BYTES + 1;
+
+    // Create (and a dry run of it).
+    for uri in [DEPLOYMENTS.to_string(), format!("{DEPLOYMENTS}?dryRun=All")] {
+        let (code, status) = api.post(&uri, deployment_with_args("big", too_big)).await;
+        assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{uri}: {status}");
+        assert_eq!(status["reason"], "RequestEntityTooLarge");
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Request entity too large: the Deployment \"big\" would be stored as "),
+            "{status}"
+        );
+    }
+    let (code, _) = api.post(DEPLOYMENTS, deployment_with_args("web", 1024 * 1024)).await;
+    assert_eq!(code, StatusCode::CREATED, "a 1 MiB object is fine");
+    let uri = format!("{DEPLOYMENTS}/web");
+    let (_, before) = api.get(&uri).await;
+
+    // Update, each patch type and apply: each adds 768 KiB to the 1 MiB object.
+    let more = "b".repeat(768 * 1024);
+    let mut put = before.clone();
+    put["metadata"]["annotations"] = json!({"x": "y"});
+    put["spec"]["template"]["spec"]["containers"][0]["command"] = json!([more]);
+    let (code, _) = api.put(&uri, put).await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "update");
+    let add_command = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "command": [more]}]}}}});
+    for (ct, doc) in [
+        (
+            "application/json-patch+json",
+            json!([{"op": "add", "path": "/spec/template/spec/containers/0/command", "value": [more]}]),
+        ),
+        (
+            "application/merge-patch+json",
+            json!({"spec": {"template": {"metadata": {"annotations": {"x": more}}}}}),
+        ),
+        ("application/strategic-merge-patch+json", add_command.clone()),
+    ] {
+        let (code, status) = api.call(Method::PATCH, &uri, ct, doc).await;
+        assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{ct}: {status}");
+    }
+    let mut apply = deployment("web", 1);
+    apply["spec"]["template"]["spec"]["containers"][0]["command"] = json!([more]);
+    let (code, _) = api
+        .call(Method::PATCH, &uri, "application/apply-patch+yaml", apply)
+        .await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "apply");
+
+    // Status: a condition message big enough to take the object over the limit.
+    let mut status_put = before.clone();
+    status_put["status"] = json!({"conditions": [{"type": "Available", "status": "True", "message": more}]});
+    let (code, _) = api.put(&format!("{uri}/status"), status_put).await;
+    assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "status");
+
+    // Nothing changed; scale, which adds nothing, still works on the 1 MiB object.
+    let (_, after) = api.get(&uri).await;
+    assert_eq!(
+        after["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
+    let (code, _) = api
+        .merge(&format!("{uri}/scale"), json!({"spec": {"replicas": 2}}))
+        .await;
+    assert_eq!(code, StatusCode::OK, "scale");
+}
+
+#[tokio::test]
+async fn an_aliased_yaml_body_is_refused_quickly_on_create_and_apply() {
+    let api = Api::new().await;
+    let mut yaml = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\ndata:\n  a: &big {}\n  b: [",
+        "x".repeat(1024 * 1024)
+    );
+    yaml.push_str(&vec!["*big"; 2000].join(","));
+    yaml.push_str("]\n");
+    for (method, uri, ct) in [
+        (Method::POST, CONFIGMAPS.to_string(), "application/yaml"),
+        (
+            Method::PATCH,
+            format!("{CONFIGMAPS}/bomb"),
+            "application/apply-patch+yaml",
+        ),
+    ] {
+        let (code, _, status) = api.call_raw(method, &uri, ct, yaml.clone()).await;
+        assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{ct}: {status}");
+    }
 }
 
 fn bound_pod(name: &str, grace: Option<i64>) -> Value {

@@ -379,6 +379,44 @@ pub(crate) async fn history_beyond_the_limit_is_compacted_automatically(open: fn
     assert_eq!(items.len(), 5);
 }
 
+pub(crate) async fn history_beyond_the_byte_limit_is_compacted_automatically(open: fn(StoreConfig) -> Fixture) {
+    let value = |n: usize| Bytes::from(vec![b'x' + (n % 2) as u8; 1000]);
+    let store = open(StoreConfig {
+        history_bytes: 10_000,
+        ..StoreConfig::default()
+    });
+    let mut last = store.create("/k", value(0)).await.unwrap();
+    for n in 1..20 {
+        last = store.update("/k", value(n), Some(last.mod_revision)).await.unwrap();
+    }
+    // Each update holds its new and its old 1000-byte value: four fit in 10,000 bytes, a fifth would not.
+    assert_eq!(store.current_revision(), Revision(20));
+    assert_eq!(store.compacted_revision(), Revision(16));
+    assert!(matches!(
+        store.watch("/", Revision(15)).await.err(),
+        Some(StoreError::Compacted {
+            requested: Revision(15),
+            compacted: Revision(16)
+        })
+    ));
+    assert!(matches!(
+        store.list("/", Some(Revision(15))).await.err(),
+        Some(StoreError::Compacted { .. })
+    ));
+    let mut watch = store.watch("/", Revision(16)).await.unwrap();
+    let revisions: Vec<u64> = take(&mut watch, 4).await.iter().map(|e| e.revision().0).collect();
+    assert_eq!(revisions, [17, 18, 19, 20]);
+    let (at_16, _) = store.list("/", Some(Revision(16))).await.unwrap();
+    assert_eq!(at_16.first().map(|kv| kv.mod_revision), Some(Revision(16)));
+
+    // One write bigger than the whole budget leaves no history, and the store carries on from it.
+    let big = store.update("/k", Bytes::from(vec![b'y'; 20_000]), None).await.unwrap();
+    assert_eq!(store.compacted_revision(), big.mod_revision);
+    let mut watch = store.watch("/", big.mod_revision).await.unwrap();
+    let next = store.update("/k", value(0), None).await.unwrap();
+    assert_eq!(take(&mut watch, 1).await[0].revision(), next.mod_revision);
+}
+
 pub(crate) async fn concurrent_writers_get_unique_revisions_and_a_watch_sees_every_write(
     open: fn(StoreConfig) -> Fixture,
 ) {
@@ -527,6 +565,7 @@ conformance!(
     watch_sees_only_keys_under_its_prefix,
     watch_and_compact_reject_revisions_outside_the_history,
     history_beyond_the_limit_is_compacted_automatically,
+    history_beyond_the_byte_limit_is_compacted_automatically,
     concurrent_writers_get_unique_revisions_and_a_watch_sees_every_write,
     concurrent_creates_of_one_key_admit_exactly_one,
     a_lagging_watcher_catches_up_without_losing_events,

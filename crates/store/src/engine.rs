@@ -26,6 +26,14 @@ pub struct StoreConfig {
     /// How many recent events to retain for `list(at)` and resuming watches. Older history is compacted
     /// automatically, so this bounds memory (and, for sled, the on-disk log).
     pub history_limit: u64,
+    /// The most bytes the retained history may hold, as counted by [`event_bytes`]: the oldest events are
+    /// compacted as soon as the history passes it, and no more than this is loaded when a store opens. A count
+    /// alone does not bound memory: 100,000 events of a 1 MiB object are 200 GB.
+    pub history_bytes: u64,
+    /// The most memory sled's page cache may use (sled's own default is 1 GiB). Reads are served from the
+    /// engine's mirror, so the cache only speeds up sled's own bookkeeping; a small one keeps the server's
+    /// memory to what it serves.
+    pub cache_bytes: u64,
     /// How many committed batches a watcher may fall behind before it has to catch up from the history instead
     /// of the live feed. Catching up loses nothing unless the history has moved past the watcher as well.
     pub watch_buffer: usize,
@@ -39,11 +47,31 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             history_limit: 100_000,
+            history_bytes: DEFAULT_HISTORY_BYTES,
+            cache_bytes: 32 * 1024 * 1024,
             watch_buffer: 1024,
             max_batch: 1024,
             queue_depth: 8192,
         }
     }
+}
+
+/// The default of [`StoreConfig::history_bytes`]: 64 MiB, an eighth of a 512 MB board. The history exists so that
+/// a watch that reconnects, or a list at an older revision, does not have to start over; upstream's apiserver
+/// keeps about five minutes of it (etcd compaction every 5 minutes). 64 MiB holds about 16,000 updates of a 2 KiB
+/// object (each counts its old and new value), hours of a small cluster's changes, while 400 updates of a 1 MB
+/// ConfigMap, which cost 1.2 GB before, now cost at most 64 MiB of history.
+pub const DEFAULT_HISTORY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What one event of the history costs against [`StoreConfig::history_bytes`]: its key and value, its previous
+/// value, and a fixed allowance for the bookkeeping around them. The value and the previous value often share one
+/// reference-counted buffer with a neighbouring event or the mirror, so this is an upper bound on what the event
+/// keeps alive, which is the side a memory bound must err on.
+pub fn event_bytes(event: &Event) -> u64 {
+    const OVERHEAD: usize = 160;
+    let kv = event.kv.key.len() + event.kv.value.len();
+    let prev = event.prev.as_ref().map_or(0, |p| p.key.len() + p.value.len());
+    (OVERHEAD + kv + prev) as u64
 }
 
 /// Counters describing group commit, for benchmarks and diagnostics.
@@ -252,17 +280,37 @@ impl Shared {
 
 /// The committed state: what readers see.
 ///
-/// Invariant: `history` holds exactly the events with revisions `compacted + 1 ..= revision`, in order, and
-/// `kv` is the result of applying all writes up to `revision`.
+/// Invariant: `history` holds exactly the events with revisions `compacted + 1 ..= revision`, in order,
+/// `history_bytes` is the sum of their [`event_bytes`], and `kv` is the result of applying all writes up to
+/// `revision`.
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) kv: BTreeMap<String, KeyValue>,
     pub(crate) history: VecDeque<Event>,
+    pub(crate) history_bytes: u64,
     pub(crate) revision: Revision,
     pub(crate) compacted: Revision,
 }
 
 impl State {
+    /// Appends committed events to the history.
+    pub(crate) fn push_history(&mut self, events: impl IntoIterator<Item = Event>) {
+        for event in events {
+            self.history_bytes += event_bytes(&event);
+            self.history.push_back(event);
+        }
+    }
+
+    /// Drops the history at and before `compacted` and records it as compacted.
+    pub(crate) fn compact_history(&mut self, compacted: Revision) {
+        while self.history.front().is_some_and(|event| event.revision() <= compacted) {
+            if let Some(event) = self.history.pop_front() {
+                self.history_bytes -= event_bytes(&event);
+            }
+        }
+        self.compacted = self.compacted.max(compacted);
+    }
+
     /// The keys under `prefix` as of `at` (default: now), sorted by key.
     pub(crate) fn list(&self, prefix: &str, at: Option<Revision>) -> Result<(Vec<KeyValue>, Revision), StoreError> {
         let at = at.unwrap_or(self.revision);

@@ -55,7 +55,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use engine::{CommitStats, Engine, MemoryStore, StoreConfig};
+pub use engine::{event_bytes, CommitStats, Engine, MemoryStore, StoreConfig, DEFAULT_HISTORY_BYTES};
 pub use persist::Memory;
 pub use sled_backend::{Sled, SledStore};
 

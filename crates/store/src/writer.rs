@@ -67,6 +67,7 @@ pub(crate) struct Writer<P> {
     events: broadcast::Sender<Arc<[Event]>>,
     max_batch: usize,
     history_limit: u64,
+    history_bytes: u64,
     /// Set once a commit has failed. After that we no longer know what is on disk (a failed flush may or may not
     /// have persisted the batch), so accepting more writes could acknowledge revisions that clash with persisted
     /// ones; every later write is refused instead, as databases do after a failed fsync.
@@ -88,6 +89,7 @@ impl<P: Persistence> Writer<P> {
             events,
             max_batch: config.max_batch.max(1),
             history_limit: config.history_limit,
+            history_bytes: config.history_bytes,
             failure: None,
         }
     }
@@ -114,7 +116,7 @@ impl<P: Persistence> Writer<P> {
             }
             return;
         }
-        let staged = stage(&self.shared.read(), batch, self.history_limit);
+        let staged = stage(&self.shared.read(), batch, self.history_limit, self.history_bytes);
         let events: Arc<[Event]> = staged.events.into();
         if !events.is_empty() || staged.compacted != staged.previous_compacted {
             let commit = Commit {
@@ -149,12 +151,9 @@ impl<P: Persistence> Writer<P> {
                     EventKind::Delete => state.kv.remove(&event.kv.key),
                 };
             }
-            state.history.extend(events.iter().cloned());
-            while state.history.front().is_some_and(|event| event.revision() <= compacted) {
-                state.history.pop_front();
-            }
+            state.push_history(events.iter().cloned());
+            state.compact_history(compacted);
             state.revision = revision;
-            state.compacted = compacted;
         }
         if !events.is_empty() {
             self.shared.batches.fetch_add(1, Ordering::Relaxed);
@@ -249,7 +248,7 @@ fn refuse(request: Request, reason: &str) {
 
 /// Judges a batch in order against the committed `state` plus the batch's own earlier writes, assigning
 /// consecutive revisions to the writes that pass.
-fn stage(state: &State, batch: impl Iterator<Item = Request>, history_limit: u64) -> Staged {
+fn stage(state: &State, batch: impl Iterator<Item = Request>, history_limit: u64, history_bytes: u64) -> Staged {
     // What this batch has written so far: `None` marks a key it deleted.
     let mut overlay: HashMap<String, Option<KeyValue>> = HashMap::new();
     let mut events = Vec::new();
@@ -294,6 +293,7 @@ fn stage(state: &State, batch: impl Iterator<Item = Request>, history_limit: u64
     if revision.0 - compacted.0 > history_limit {
         compacted = Revision(revision.0 - history_limit);
     }
+    compacted = compacted.max(oldest_kept_by_bytes(state, &events, compacted, history_bytes));
     Staged {
         events,
         answers,
@@ -301,6 +301,27 @@ fn stage(state: &State, batch: impl Iterator<Item = Request>, history_limit: u64
         compacted,
         previous_compacted: state.compacted,
     }
+}
+
+/// The compacted revision that keeps the history after this batch (the retained `state.history` then `events`,
+/// from `compacted` on) within `limit` bytes: the oldest events go first, as many as it takes. A single event
+/// bigger than the limit leaves no history at all, which is still correct: watches and lists from the current
+/// revision on work, older ones get `Compacted` and start over.
+fn oldest_kept_by_bytes(state: &State, events: &[Event], compacted: Revision, limit: u64) -> Revision {
+    let added: u64 = events.iter().map(crate::engine::event_bytes).sum();
+    let mut bytes = state.history_bytes + added;
+    if bytes <= limit {
+        return compacted;
+    }
+    let mut keep_after = compacted;
+    for event in state.history.iter().chain(events) {
+        if bytes <= limit && event.revision() > compacted {
+            break;
+        }
+        bytes -= crate::engine::event_bytes(event);
+        keep_after = keep_after.max(event.revision());
+    }
+    keep_after
 }
 
 /// Checks one write's preconditions against the key's `current` value and builds its event at `revision`.

@@ -4,6 +4,10 @@
 //! Unknown fields are found by a round trip through the `k8s-openapi` type: a field present in the input but
 //! absent after decoding and re-encoding was not understood. `null`s are skipped (they decode to "absent"),
 //! and maps such as labels survive the trip whole, so only real schema misses are reported.
+//!
+//! Outside `fieldValidation=Strict` upstream drops unknown fields: the body is decoded into the kind's Go struct,
+//! which has nowhere to keep them. [`prune_unknown_fields`] does the same to the JSON berth stores, so that no
+//! field outside the schema (where nothing validates or bounds it) is ever stored.
 
 use base64::Engine;
 use k8s_openapi::api::{apps, coordination, core, discovery};
@@ -45,6 +49,56 @@ pub fn strict_unknown_fields(kind: &str, obj: &Value) -> Result<Vec<String>, Str
             unknown(obj, &decoded, "", &mut out);
             Ok(out)
         }
+    }
+}
+
+/// Removes from `obj` every field the kind's schema does not have and returns their paths, as
+/// [`strict_unknown_fields`] words them (input order); `Err` carries the [`decode_error`] message when the body
+/// does not decode at all, and then `obj` is unchanged. One round trip does both checks, so a write pays for it
+/// once. Kinds without a typed view keep every field.
+pub fn prune_unknown_fields(kind: &str, obj: &mut Value) -> Result<Vec<String>, String> {
+    match roundtrip(kind, obj) {
+        None => Ok(Vec::new()),
+        Some(Err(e)) => Err(e),
+        Some(Ok(decoded)) => {
+            let mut out = Vec::new();
+            prune(obj, &decoded, "", &mut out);
+            Ok(out)
+        }
+    }
+}
+
+/// Like [`unknown`], removing what it finds instead of only listing it.
+fn prune(input: &mut Value, decoded: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, decoded) {
+        (Value::Object(i), Value::Object(d)) => {
+            i.retain(|k, v| {
+                if v.is_null() {
+                    return true;
+                }
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match d.get(k) {
+                    None => {
+                        out.push(p);
+                        false
+                    }
+                    Some(dv) => {
+                        prune(v, dv, &p, out);
+                        true
+                    }
+                }
+            });
+        }
+        (Value::Array(i), Value::Array(d)) => {
+            for (n, (iv, dv)) in i.iter_mut().zip(d).enumerate() {
+                prune(iv, dv, &format!("{path}[{n}]"), out);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -663,6 +663,49 @@ fn unknown_fields_are_reported_with_their_paths() {
 }
 
 #[test]
+fn pruning_removes_exactly_the_unknown_fields_and_keeps_everything_else() {
+    let mut d = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "labels": {"any.key/x": "kept"}, "creationTimestamp": null},
+        "foo": {"huge": "x"},
+        "spec": {"replica": 2, "replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "n", "image": "nginx", "imagePullPolcy": "Always",
+                                                       "resources": {"limits": {"cpu": 1}}}]}}}
+    });
+    let pruned = prune_unknown_fields("Deployment", &mut d);
+    assert_eq!(
+        pruned,
+        Ok(vec![
+            "foo".to_string(),
+            "spec.replica".to_string(),
+            "spec.template.spec.containers[0].imagePullPolcy".to_string()
+        ])
+    );
+    // What is known stays exactly as sent: no typed round trip rewrites it (the quantity stays a number, the
+    // null stays).
+    assert_eq!(
+        d,
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"any.key/x": "kept"}, "creationTimestamp": null},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "n", "image": "nginx",
+                                                           "resources": {"limits": {"cpu": 1}}}]}}}
+        })
+    );
+    // A body that does not decode is refused whole, untouched.
+    let mut bad = json!({"metadata": {"name": "web"}, "spec": {"replicas": "two"}, "foo": 1});
+    assert!(prune_unknown_fields("Deployment", &mut bad).is_err());
+    assert_eq!(bad["foo"], 1);
+    // Kinds without a typed view keep everything.
+    let mut widget = json!({"anything": 1});
+    assert_eq!(prune_unknown_fields("Widget", &mut widget), Ok(vec![]));
+    assert_eq!(widget, json!({"anything": 1}));
+}
+
+#[test]
 fn bodies_that_do_not_decode_say_why() {
     let d = json!({"metadata": {"name": "web"}, "spec": {"replicas": "two"}});
     let err = strict("Deployment", d).unwrap_err();

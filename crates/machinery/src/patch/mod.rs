@@ -14,7 +14,7 @@ mod tests;
 
 use serde_json::Value;
 
-pub use json::{json_patch, MAX_JSON_PATCH_OPERATIONS};
+pub use json::{json_patch, MAX_JSON_PATCH_COPY_BYTES, MAX_JSON_PATCH_OPERATIONS};
 pub use merge::merge_patch;
 pub use meta::supports_strategic_merge;
 pub use strategic::strategic_merge_patch;
@@ -47,6 +47,20 @@ pub enum PatchError {
         /// The number of operations sent.
         got: usize,
     },
+    /// The `copy` operations of a JSON patch would add more than [`MAX_JSON_PATCH_COPY_BYTES`] to the object.
+    /// 422 like any patch that does not apply (upstream answers json-patch's errors with 422), with
+    /// json-patch's message.
+    #[error(
+        "Unable to complete the copy, the accumulated size increase of copy is {accumulated}, exceeding the \
+         limit {max}"
+    )]
+    CopyTooLarge {
+        /// The bytes the copies add up to, counted up to the first one over the limit (and then only as far as
+        /// needed to know it is over).
+        accumulated: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The patch or the object nests deeper than [`MAX_DEPTH`]. 400 BadRequest.
     #[error("{what} is nested deeper than {max} levels")]
     TooDeep {
@@ -72,7 +86,7 @@ impl PatchError {
     pub fn http_code(&self) -> u16 {
         match self {
             PatchError::InvalidPatch(_) | PatchError::TooDeep { .. } => 400,
-            PatchError::NotApplicable(_) => 422,
+            PatchError::NotApplicable(_) | PatchError::CopyTooLarge { .. } => 422,
             PatchError::TooManyOperations { .. } => 413,
             PatchError::StrategicMergeUnsupported { .. } => 415,
         }
@@ -82,7 +96,7 @@ impl PatchError {
     pub fn reason(&self) -> &'static str {
         match self {
             PatchError::InvalidPatch(_) | PatchError::TooDeep { .. } => "BadRequest",
-            PatchError::NotApplicable(_) => "Invalid",
+            PatchError::NotApplicable(_) | PatchError::CopyTooLarge { .. } => "Invalid",
             PatchError::TooManyOperations { .. } => "RequestEntityTooLarge",
             PatchError::StrategicMergeUnsupported { .. } => "UnsupportedMediaType",
         }
@@ -104,6 +118,38 @@ pub fn check_depth(value: &Value, what: &'static str) -> Result<(), PatchError> 
         stack.extend(children.map(|c| (c, depth + 1)));
     }
     Ok(())
+}
+
+/// The length of `value` written as compact JSON, counted without writing it and without escapes (so a string
+/// with quotes or control characters counts a little short). Counting stops as soon as it passes `cap`: the
+/// answer is then some number above `cap`, found in time proportional to `cap`, not to the value.
+pub fn json_size(value: &Value, cap: usize) -> usize {
+    let mut size = 0usize;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        size += match v {
+            Value::Null => 4,
+            Value::Bool(true) => 4,
+            Value::Bool(false) => 5,
+            // Long enough for any i64/u64; floats are rare in objects and rarely longer.
+            Value::Number(n) => n
+                .as_i64()
+                .map_or(20, |i| i.unsigned_abs().checked_ilog10().map_or(1, |d| d as usize + 1)),
+            Value::String(s) => s.len() + 2,
+            Value::Array(items) => {
+                stack.extend(items);
+                2 + items.len().saturating_sub(1)
+            }
+            Value::Object(map) => {
+                stack.extend(map.values());
+                2 + map.len().saturating_sub(1) + map.keys().map(|k| k.len() + 3).sum::<usize>()
+            }
+        };
+        if size > cap {
+            break;
+        }
+    }
+    size
 }
 
 /// Formats a value the way Go's `%v` prints a decoded JSON value (`map[k:v]`, `[a b]`, `<nil>`), so error

@@ -545,3 +545,77 @@ fn lists_of_lists_cannot_be_merged() {
         Some((422, "lists of lists are not supported".into()))
     );
 }
+
+/// The attack that stored a 68 MB ConfigMap from a 1.8 KB patch: each `copy` of a field into a sibling doubles
+/// what the next copy copies.
+fn doubling_copies(count: usize) -> Value {
+    let mut ops = vec![json!({"op": "add", "path": "/foo", "value": {"a": "x".repeat(64 * 1024)}})];
+    for i in 0..count {
+        ops.push(json!({"op": "copy", "from": "/foo", "path": format!("/foo/c{i}")}));
+    }
+    Value::Array(ops)
+}
+
+#[test]
+fn json_patch_copies_stop_at_the_accumulated_copy_limit_before_allocating_the_result() {
+    let err = json_patch(&json!({"metadata": {"name": "x"}}), &doubling_copies(21)).err();
+    // 64 KiB doubled: the copies add 64 KiB, 128 KiB, ... and the sixth takes them past 3 MiB.
+    assert_eq!(
+        err.as_ref().map(|e| (e.http_code(), e.reason())),
+        Some((422, "Invalid"))
+    );
+    let message = err.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.starts_with("Unable to complete the copy, the accumulated size increase of copy is ")
+            && message.ends_with(", exceeding the limit 3145728"),
+        "{message}"
+    );
+    // Without the limit the 21 copies would need 64 KiB × 2^21 = 128 GiB: reaching this line at all is the point.
+
+    // A few copies that stay under the limit are carried out.
+    let small = json_patch(&json!({}), &doubling_copies(4)).unwrap();
+    assert_eq!(
+        small["foo"]["c3"]["c2"]["c1"]["c0"]["a"].as_str().map(str::len),
+        Some(64 * 1024)
+    );
+}
+
+#[test]
+fn json_size_counts_compact_json_and_stops_past_its_cap() {
+    for value in [
+        json!(null),
+        json!(true),
+        json!(false),
+        json!(0),
+        json!(7),
+        json!(1234567),
+        json!(u64::MAX),
+        json!("abc"),
+        json!([]),
+        json!([1, 2, 3]),
+        json!({}),
+        json!({"a": [true, {"bc": "d"}], "e": null}),
+    ] {
+        let text = serde_json::to_string(&value).unwrap();
+        assert_eq!(json_size(&value, usize::MAX), text.len(), "{text}");
+    }
+    let big = json!(vec!["x".repeat(1000); 1000]);
+    let capped = json_size(&big, 10_000);
+    assert!(capped > 10_000 && capped < 20_000, "{capped}");
+}
+
+#[test]
+fn merge_and_strategic_patches_grow_an_object_by_at_most_the_patch() {
+    // Neither format has an operation that duplicates what the object already holds: whatever they add comes
+    // from the patch document, so the result is bounded by object + patch, both bounded by the body limit.
+    let original = json!({"metadata": {"name": "x", "finalizers": ["a"]}, "data": {"k": "v".repeat(100_000)}});
+    let patch = json!({
+        "metadata": {"finalizers": ["b", "c"], "$setElementOrder/finalizers": ["b", "a", "c"]},
+        "data": {"k2": "w".repeat(100_000)},
+    });
+    let bound = json_size(&original, usize::MAX) + json_size(&patch, usize::MAX);
+    let merged = merge_patch(&original, &patch);
+    assert!(json_size(&merged, usize::MAX) <= bound);
+    let strategic = strategic_merge_patch("ConfigMap", &original, &patch).unwrap();
+    assert!(json_size(&strategic, usize::MAX) <= bound);
+}
