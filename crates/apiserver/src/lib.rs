@@ -40,6 +40,9 @@ use axum::Router;
 use berth_store::Store;
 use tokio::sync::watch as signal;
 
+/// The store's bounds, re-exported so that the binary can set them without touching the store itself (only the
+/// API server does).
+pub use berth_store::{StoreConfig, DEFAULT_HISTORY_BYTES};
 pub use server::{run, run_notify, Config, Ready};
 
 /// Shared state of every request handler.

@@ -55,6 +55,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Requests and watches in flight, in total and per client.
     pub inflight: crate::inflight::Limits,
+    /// The store's bounds: how much history it retains (events and bytes) and its cache.
+    pub store: berth_store::StoreConfig,
 }
 
 impl Config {
@@ -72,6 +74,7 @@ impl Config {
             header_read_timeout: berth_serve::DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: berth_serve::DEFAULT_IDLE_TIMEOUT,
             inflight: crate::inflight::Limits::default(),
+            store: berth_store::StoreConfig::default(),
         }
     }
 }
@@ -106,7 +109,7 @@ pub async fn run_notify(
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let store = berth_store::SledStore::open(config.data_dir.join("db"))
+    let store = berth_store::SledStore::open_with_config(config.data_dir.join("db"), config.store.clone())
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let store: Arc<dyn berth_store::Store> = Arc::new(store);
 

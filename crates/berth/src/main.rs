@@ -72,6 +72,10 @@ struct ServerArgs {
     /// Extra DNS names or IP addresses for the serving certificate (repeatable).
     #[arg(long = "tls-san")]
     tls_sans: Vec<String>,
+    /// The most bytes of change history the store retains for watches to resume from (default 64 MiB); older
+    /// history is compacted, and no more than this is loaded at start.
+    #[arg(long, default_value_t = berth_apiserver::DEFAULT_HISTORY_BYTES)]
+    history_bytes: u64,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -467,6 +471,7 @@ fn main() -> Result<()> {
             config.insecure_listen = args.insecure_listen;
             config.service_cidr = args.service_cidr.clone();
             config.tls_sans = args.tls_sans.clone();
+            config.store.history_bytes = args.history_bytes;
             secure_data_dir(&config.data_dir, Some("agent"))?;
             // The agent's endpoint takes a quarter of the descriptors left for connections when it shares the
             // process, so the API server gets the other three.
