@@ -13,18 +13,14 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use berth_api::ApiError;
-use bytes::Bytes;
 use http::{Method, StatusCode};
-use hyper::body::{Frame, SizeHint};
 
 use crate::error::Error;
 
@@ -186,7 +182,7 @@ pub async fn limit(State(inflight): State<InFlight>, req: Request, next: Next) -
         }
         return response;
     }
-    response.map(|body| Body::new(Counted { body, _permit: permit }))
+    response.map(|body| Body::new(berth_serve::BodyWith::new(body, permit)))
 }
 
 /// The 429 upstream's max-in-flight filter answers, as a Status (`errors.NewTooManyRequests`) so that clients
@@ -228,29 +224,6 @@ fn classify(req: &Request) -> Kind {
     }
 }
 
-/// A response body that keeps its request's permit until the body ends or is dropped.
-struct Counted {
-    body: Body,
-    _permit: Permit,
-}
-
-impl hyper::body::Body for Counted {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,7 +242,7 @@ mod tests {
             async move {
                 let _ = tx.send(());
                 // A body that never ends: the request stays in flight until the response is dropped.
-                Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>())
+                Body::from_stream(futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>())
             }
         };
         let router = Router::new()

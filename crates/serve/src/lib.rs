@@ -73,7 +73,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::Service;
 use tracing::Instrument;
 
-use conns::{Admitted, Conn, Expiry, RequestGuard, Slot, Tracker};
+use conns::{Admitted, Conn, Expiry, Slot, Tracker};
 
 pub use files::{
     default_max_connections, open_file_limit, raise_open_file_limit, OpenFiles, MAX_DEFAULT_CONNECTIONS, RESERVED_FILES,
@@ -384,16 +384,24 @@ async fn track(
         guard.keep_busy();
         return Ok(response);
     }
-    Ok(response.map(|body| Body::new(Tracked { body, _guard: guard })))
+    Ok(response.map(|body| Body::new(BodyWith::new(body, guard))))
 }
 
-/// A response body that keeps its request counted in flight until the body ends or is dropped.
-struct Tracked {
+/// A response body that holds `guard` until the body ends or is dropped: how a request stays counted in flight (or
+/// keeps a permit) while its response streams, which for a watch is as long as the watch lasts.
+pub struct BodyWith<G> {
     body: Body,
-    _guard: RequestGuard,
+    _guard: G,
 }
 
-impl hyper::body::Body for Tracked {
+impl<G> BodyWith<G> {
+    /// Wraps `body` so that `guard` lives exactly as long as it.
+    pub fn new(body: Body, guard: G) -> BodyWith<G> {
+        BodyWith { body, _guard: guard }
+    }
+}
+
+impl<G: Unpin> hyper::body::Body for BodyWith<G> {
     type Data = Bytes;
     type Error = axum::Error;
 
