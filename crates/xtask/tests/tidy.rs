@@ -11,7 +11,8 @@ use serde_json::Value;
 
 /// The berth crates each berth crate may depend on (normal dependencies; dev-dependencies are free). From
 /// docs/ARCHITECTURE.md: machinery depends on no berth crate, api only on machinery, only apiserver (and the
-/// binary, for `examples/bench_api.rs`) on store, only the agent and the binary on runtime. A new crate must be
+/// binary, for `examples/bench_api.rs`) on store, only the agent and the binary on runtime; the binary also uses serve to raise the
+/// open-file limit and size connection caps. A new crate must be
 /// added here, which is the moment to decide where it sits.
 const ALLOWED_BERTH_DEPS: &[(&str, &[&str])] = &[
     ("berth-machinery", &[]),
@@ -45,6 +46,7 @@ const ALLOWED_BERTH_DEPS: &[(&str, &[&str])] = &[
             "berth-apiserver",
             "berth-image",
             "berth-runtime",
+            "berth-serve",
             "berth-store",
         ],
     ),
@@ -59,6 +61,11 @@ const EXCLUSIVE_DEPS: &[(&str, &[&str], &str)] = &[
         "tracing-subscriber",
         &["berth"],
         "only the binary installs a tracing subscriber",
+    ),
+    (
+        "tikv-jemallocator",
+        &["berth"],
+        "only the binary chooses the global allocator",
     ),
 ];
 
