@@ -29,6 +29,7 @@ pub mod server;
 pub mod strategy;
 pub mod target;
 pub mod watch;
+mod yaml;
 
 #[cfg(test)]
 mod tests;
