@@ -46,7 +46,7 @@ pub fn strict_unknown_fields(kind: &str, obj: &Value) -> Result<Vec<String>, Str
         Some(Err(e)) => Err(e),
         Some(Ok(decoded)) => {
             let mut out = Vec::new();
-            unknown(obj, &decoded, "", &mut out);
+            unknown(obj, &decoded, &mut String::new(), &mut out);
             Ok(out)
         }
     }
@@ -62,44 +62,63 @@ pub fn prune_unknown_fields(kind: &str, obj: &mut Value) -> Result<Vec<String>, 
         Some(Err(e)) => Err(e),
         Some(Ok(decoded)) => {
             let mut out = Vec::new();
-            prune(obj, &decoded, "", &mut out);
+            prune(obj, &decoded, &mut String::new(), &mut out);
             Ok(out)
         }
     }
 }
 
 /// Like [`unknown`], removing what it finds instead of only listing it.
-fn prune(input: &mut Value, decoded: &Value, path: &str, out: &mut Vec<String>) {
+///
+/// Every write runs this over its whole object, so the path is one buffer grown and truncated in place, and a
+/// path is only copied out for a field that is actually unknown.
+fn prune(input: &mut Value, decoded: &Value, path: &mut String, out: &mut Vec<String>) {
     match (input, decoded) {
         (Value::Object(i), Value::Object(d)) => {
             i.retain(|k, v| {
                 if v.is_null() {
                     return true;
                 }
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                match d.get(k) {
+                let len = path.len();
+                push_key(path, k);
+                let keep = match d.get(k) {
                     None => {
-                        out.push(p);
+                        out.push(path.clone());
                         false
                     }
                     Some(dv) => {
-                        prune(v, dv, &p, out);
+                        prune(v, dv, path, out);
                         true
                     }
-                }
+                };
+                path.truncate(len);
+                keep
             });
         }
         (Value::Array(i), Value::Array(d)) => {
             for (n, (iv, dv)) in i.iter_mut().zip(d).enumerate() {
-                prune(iv, dv, &format!("{path}[{n}]"), out);
+                let len = path.len();
+                push_index(path, n);
+                prune(iv, dv, path, out);
+                path.truncate(len);
             }
         }
         _ => {}
     }
+}
+
+/// Appends `.key` (or `key` at the root) to a dotted path.
+fn push_key(path: &mut String, key: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
+}
+
+/// Appends `[n]` to a dotted path.
+fn push_index(path: &mut String, n: usize) {
+    use std::fmt::Write;
+    let _ = write!(path, "[{n}]");
 }
 
 /// Decodes into the typed struct and encodes back; `None` for kinds without a typed view.
@@ -226,27 +245,28 @@ fn bad_base64(secret: &Value) -> Option<String> {
 }
 
 /// Collects the paths present in `input` but missing from `decoded`.
-fn unknown(input: &Value, decoded: &Value, path: &str, out: &mut Vec<String>) {
+fn unknown(input: &Value, decoded: &Value, path: &mut String, out: &mut Vec<String>) {
     match (input, decoded) {
         (Value::Object(i), Value::Object(d)) => {
             for (k, v) in i {
                 if v.is_null() {
                     continue;
                 }
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                let len = path.len();
+                push_key(path, k);
                 match d.get(k) {
-                    None => out.push(p),
-                    Some(dv) => unknown(v, dv, &p, out),
+                    None => out.push(path.clone()),
+                    Some(dv) => unknown(v, dv, path, out),
                 }
+                path.truncate(len);
             }
         }
         (Value::Array(i), Value::Array(d)) => {
             for (n, (iv, dv)) in i.iter().zip(d).enumerate() {
-                unknown(iv, dv, &format!("{path}[{n}]"), out);
+                let len = path.len();
+                push_index(path, n);
+                unknown(iv, dv, path, out);
+                path.truncate(len);
             }
         }
         _ => {}
